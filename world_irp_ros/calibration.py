@@ -1,0 +1,200 @@
+"""The error signal: compare a prediction with what happened, and refit the object's parameters.
+
+After an action is executed the observed track of the object is compared with the nominal
+prediction (RMS track error, landing error, landing-time error). The flight part of the track
+then refits what free flight makes observable: the release state and the drag factor
+k = rho Cd A / (2 m) (reported as a drag coefficient for the known mass and size); a bounce makes
+the restitution observable and a push with a known impulse the mass. The fit is Gauss-Newton on
+the same forward model the rehearsal uses, each iteration one batched rollout of the nominal and
+its finite-difference perturbations, so "what the model predicts" and "what it learnt" never
+disagree about the physics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .backends import Backend
+from .backends.base import RolloutBatch
+from .rehearsal import Trajectory, build_batch
+from .scene import CandidateAction, Criteria, ObjectModel, RehearsalRequest, Scene
+
+# Perception noise floor assumed when the fit residual is smaller (m): keeps the reported
+# parameter uncertainty from collapsing to zero on a perfect fit.
+POSITION_NOISE_FLOOR_M = 0.002
+
+
+@dataclass
+class ObservedTrack:
+    """Observed object centre positions at times relative to the release (s, m)."""
+
+    t_s: np.ndarray          # (T,) ascending
+    positions_m: np.ndarray  # (T, 3)
+
+    def __post_init__(self) -> None:
+        self.t_s = np.asarray(self.t_s, dtype=np.float64)
+        self.positions_m = np.asarray(self.positions_m, dtype=np.float64).reshape(-1, 3)
+        if self.t_s.shape[0] != self.positions_m.shape[0] or self.t_s.shape[0] < 3:
+            raise ValueError("an observed track needs at least 3 samples with one position each")
+        if np.any(np.diff(self.t_s) <= 0) or not np.all(np.isfinite(self.positions_m)):
+            raise ValueError("observed times must ascend and positions must be finite")
+
+
+@dataclass
+class TrackComparison:
+    """Prediction versus observation of one executed action (SI units)."""
+
+    t_s: np.ndarray
+    predicted_m: np.ndarray
+    observed_m: np.ndarray
+    rms_track_error_m: float
+    predicted_landing_m: np.ndarray
+    observed_landing_m: np.ndarray
+    landing_error_m: float
+    landing_time_error_s: float
+
+
+@dataclass
+class CalibrationResult:
+    """Parameters refitted from one observed flight: names, values before/after, 1-sigma after."""
+
+    names: list[str] = field(default_factory=list)
+    before: list[float] = field(default_factory=list)
+    after: list[float] = field(default_factory=list)
+    std_after: list[float] = field(default_factory=list)
+    rms_before_m: float = float("nan")
+    rms_after_m: float = float("nan")
+
+    def value(self, name: str) -> float:
+        """Fitted value of a parameter by name."""
+        return self.after[self.names.index(name)]
+
+
+def first_contact(t_s: np.ndarray, positions_m: np.ndarray, floor_z_m: float) -> tuple[float, np.ndarray]:
+    """Time and point where a sampled track first reaches ``floor_z_m`` (object centre height),
+    interpolated linearly between samples; (nan, nan) when it never does."""
+    below = np.nonzero(positions_m[:, 2] <= floor_z_m)[0]
+    if below.size == 0 or below[0] == 0:
+        return float("nan"), np.full(3, np.nan)
+    i = below[0]
+    z0, z1 = positions_m[i - 1, 2], positions_m[i, 2]
+    f = (z0 - floor_z_m) / (z0 - z1) if z0 != z1 else 1.0
+    return float(t_s[i - 1] + f * (t_s[i] - t_s[i - 1])), positions_m[i - 1] + f * (positions_m[i] - positions_m[i - 1])
+
+
+def compare(predicted: Trajectory, observed: ObservedTrack, floor_z_m: float) -> TrackComparison:
+    """Compare a nominal prediction with an observed track on the observed sample times.
+
+    ``floor_z_m`` is the centre height at first ground contact (ground height + half height).
+    """
+    t = observed.t_s[observed.t_s <= predicted.t_s[-1]]
+    pred = np.stack([np.interp(t, predicted.t_s, predicted.positions_m[:, i]) for i in range(3)], axis=1)
+    obs = observed.positions_m[: t.shape[0]]
+    rms = float(np.sqrt(np.mean(np.sum((pred - obs) ** 2, axis=1))))
+    tp, lp = first_contact(predicted.t_s, predicted.positions_m, floor_z_m)
+    to, lo = first_contact(observed.t_s, observed.positions_m, floor_z_m)
+    return TrackComparison(t, pred, obs, rms, lp, lo, float(np.linalg.norm(lp - lo)), to - tp)
+
+
+def _replicate(batch: RolloutBatch, n: int) -> RolloutBatch:
+    """The one-rollout ``batch`` repeated ``n`` times (per-rollout arrays only)."""
+    per_rollout = ("position_m", "velocity_mps", "release_time_s", "half_extent_m", "radius_m", "rolls",
+                   "drag_k_per_m", "restitution", "friction", "rolling_resistance")
+    return replace(batch, **{k: np.repeat(getattr(batch, k), n, axis=-1) for k in per_rollout})
+
+
+def fit_flight(backend: Backend, scene: Scene, action: CandidateAction, observed: ObservedTrack,
+               iterations: int = 8) -> CalibrationResult:
+    """Refit release position, release velocity and the drag factor to the flight part of an
+    observed track (before its first contact) by Gauss-Newton; report the drag coefficient."""
+    obj = scene.object(action.object_id)
+    floor = scene.environment.ground_height_m + obj.half_extents_m()[2]
+    t_land, _ = first_contact(observed.t_s, observed.positions_m, floor)
+    keep = observed.t_s < (t_land if np.isfinite(t_land) else np.inf)
+    t, obs = observed.t_s[keep], observed.positions_m[keep]
+    t = t[t > 0.0]
+    obs = obs[-t.shape[0]:] if t.shape[0] else obs[:0]
+    if t.shape[0] < 6:
+        raise ValueError("too few flight samples to calibrate (need 6 after release, before landing)")
+    request = RehearsalRequest(scene, (action,), Criteria(horizon_s=float(min(10.0, t[-1] + 1e-3))))
+    base = build_batch(request, 1)
+    base = replace(base, sample_times_s=t)
+    # Parameters: p0 (3), v0 (3), log k. Steps for finite differences are small against the noise.
+    theta = np.concatenate([base.position_m[:, 0], base.velocity_mps[:, 0],
+                            [np.log(max(base.drag_k_per_m[0], 1e-6))]])
+    steps = np.array([1e-4] * 3 + [1e-4] * 3 + [1e-3])
+    k0 = float(np.exp(theta[6]))
+
+    def residuals_and_jacobian(th: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        batch = _replicate(base, 8)
+        cols = np.tile(th[:, None], (1, 8))
+        cols[np.arange(7), np.arange(1, 8)] += steps
+        batch.position_m = cols[0:3].copy()
+        batch.velocity_mps = cols[3:6].copy()
+        batch.drag_k_per_m = np.exp(cols[6])
+        pos = backend.rollout(batch).positions_m  # (T, 3, 8)
+        r0 = (pos[:, :, 0] - obs).reshape(-1)
+        jac = np.stack([((pos[:, :, j + 1] - pos[:, :, 0]).reshape(-1)) / steps[j] for j in range(7)], axis=1)
+        return r0, jac
+
+    r, jac = residuals_and_jacobian(theta)
+    rms_before = float(np.sqrt(np.mean(np.sum(r.reshape(-1, 3) ** 2, axis=1))))
+    damping = 1e-9
+    for _ in range(iterations):
+        jtj = jac.T @ jac
+        delta = np.linalg.solve(jtj + damping * np.diag(np.diag(jtj) + 1e-12), -jac.T @ r)
+        delta[6] = np.clip(delta[6], -1.0, 1.0)  # k changes by at most e per iteration
+        trial = theta + delta
+        r_new, jac_new = residuals_and_jacobian(trial)
+        if r_new @ r_new <= r @ r:
+            theta, r, jac, damping = trial, r_new, jac_new, damping * 0.1
+            if np.max(np.abs(delta / steps)) < 1e-2:
+                break
+        else:
+            damping *= 10.0
+    rms_after = float(np.sqrt(np.mean(np.sum(r.reshape(-1, 3) ** 2, axis=1))))
+    sigma = max(rms_after / np.sqrt(3.0), POSITION_NOISE_FLOOR_M)
+    cov = np.linalg.pinv(jac.T @ jac) * sigma ** 2
+    k = float(np.exp(theta[6]))
+    cd_before = obj.drag_coefficient
+    cd_after = cd_before * k / k0 if k0 > 0 else cd_before
+    cd_std = cd_after * float(np.sqrt(max(cov[6, 6], 0.0)))
+    return CalibrationResult(["drag_coefficient"], [cd_before], [cd_after], [cd_std], rms_before, rms_after)
+
+
+def bounce_restitution(observed: ObservedTrack, floor_z_m: float) -> float | None:
+    """Restitution from the vertical speeds just before and after the first bounce, each from a
+    parabola fitted to the samples on its side; None when the track shows no clean bounce."""
+    t_land, _ = first_contact(observed.t_s, observed.positions_m, floor_z_m + 1e-3)
+    if not np.isfinite(t_land):
+        return None
+    t, z = observed.t_s, observed.positions_m[:, 2]
+    before = (t < t_land) & (t > t_land - 0.15)
+    after_idx = np.nonzero((t > t_land) & (z > floor_z_m + 1e-3))[0]
+    if before.sum() < 4 or after_idx.size < 4:
+        return None
+    gaps = np.nonzero(np.diff(after_idx) > 1)[0]
+    after = after_idx[: gaps[0] + 1] if gaps.size else after_idx  # up to the next contact
+    if after.size < 4:
+        return None
+    vin = np.polyval(np.polyder(np.polyfit(t[before], z[before], 2)), t_land)
+    vout = np.polyval(np.polyder(np.polyfit(t[after], z[after], 2)), t_land)
+    if vin >= 0 or vout <= 0:
+        return None
+    return float(np.clip(-vout / vin, 0.0, 1.0))
+
+
+def calibrated_object(obj: ObjectModel, result: CalibrationResult) -> ObjectModel:
+    """The object with its fitted parameters and their reduced relative uncertainty."""
+    changes: dict = {}
+    unc = obj.uncertainty
+    if "drag_coefficient" in result.names:
+        cd = result.value("drag_coefficient")
+        changes["drag_coefficient"] = max(cd, 0.0)
+        std = result.std_after[result.names.index("drag_coefficient")]
+        unc = replace(unc, drag_rel_std=float(min(unc.drag_rel_std or 1.0, std / max(cd, 1e-9))))
+    if "restitution" in result.names:
+        changes["restitution"] = float(np.clip(result.value("restitution"), 0.0, 1.0))
+        unc = replace(unc, restitution_std=float(result.std_after[result.names.index("restitution")]))
+    return replace(obj, uncertainty=unc, **changes)

@@ -1,0 +1,195 @@
+"""Go/no-go verdicts from rolled-out uncertainty samples, and NO-GO answers for every failure.
+
+A candidate is GO only when its success probability reaches the threshold and its collision
+probability stays at or below it. Anything else, including every error path, is NO-GO with a
+code and a reason a person can read: the robot is never told GO by default.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from .backends.base import MODE_REST, RolloutResult
+from .errors import VerdictCode
+from .scene import Criteria
+
+
+@dataclass
+class Verdict:
+    """The answer for one candidate. Points are object centres in metres; times in seconds from
+    the request. ``miss_distance_m``: nominal horizontal distance from the target centre at the
+    judged point (NaN without a target or landing); ``clearance_m``: nominal smallest gap to any
+    keep-out zone (inf without zones, 0 once entered)."""
+
+    action_id: str
+    code: VerdictCode
+    reasons: list[str]
+    success_probability: float = 0.0
+    collision_probability: float = 1.0
+    lands: bool = False
+    landing_point_m: tuple[float, float, float] | None = None
+    landing_time_s: float = float("nan")
+    rest_point_m: tuple[float, float, float] | None = None
+    miss_distance_m: float = float("nan")
+    clearance_m: float = float("inf")
+    chosen: bool = False
+
+    @property
+    def go(self) -> bool:
+        """True only for code GO."""
+        return self.code == VerdictCode.GO
+
+    def to_dict(self) -> dict:
+        """JSON-ready form used by the CLI (see schemas/result.schema.json)."""
+        def point(p):
+            return None if p is None else [float(x) for x in p]
+
+        def number(x):
+            return float(x) if np.isfinite(x) else None
+
+        return {"action_id": self.action_id, "go": self.go, "code": self.code.name, "reasons": list(self.reasons),
+                "landing_point": point(self.landing_point_m), "landing_time_s": number(self.landing_time_s),
+                "rest_point": point(self.rest_point_m), "success_probability": float(self.success_probability),
+                "collision_probability": float(self.collision_probability), "chosen": self.chosen,
+                "miss_distance_m": number(self.miss_distance_m), "clearance_m": number(self.clearance_m)}
+
+
+def no_go(action_id: str, code: VerdictCode, reason: str) -> Verdict:
+    """A NO-GO verdict for a candidate that could not be (or was not) judged on its outcome."""
+    if code == VerdictCode.GO:
+        raise ValueError("no_go needs a NO-GO code")
+    return Verdict(action_id, code, [reason])
+
+
+def no_go_all(action_ids: Iterable[str], code: VerdictCode, reason: str) -> list[Verdict]:
+    """The same NO-GO for every candidate of a request (invalid request, backend error, ...)."""
+    return [no_go(a, code, reason) for a in action_ids]
+
+
+@dataclass
+class SampleOutcomes:
+    """Per-sample outcomes, shaped (S, C): sample 0 is the nominal prediction."""
+
+    success: np.ndarray
+    collision: np.ndarray
+    judged_point_m: np.ndarray = field(repr=False)  # (3, S, C) landing or rest point
+    miss_distance_m: np.ndarray = field(repr=False)
+
+
+def sample_outcomes(result: RolloutResult, half_height_m: np.ndarray, criteria: Criteria,
+                    samples: int, candidates: int) -> SampleOutcomes:
+    """Judge every rollout of a batch of ``samples * candidates`` (candidates inner).
+
+    ``half_height_m`` (N,) is each rollout's vertical half extent: the target compares the
+    object's bottom with the target surface height.
+    """
+    shape = (samples, candidates)
+    entry = result.keep_out_entry_time_s
+    collision = (np.any(np.isfinite(entry), axis=0) if entry.shape[0] else np.zeros(entry.shape[1], bool))
+    target = criteria.target
+    if target is None:
+        point = result.final_position_m
+        reached = np.ones(point.shape[1], bool)
+        miss = np.full(point.shape[1], np.nan)
+    else:
+        if target.mode == "rest":
+            point = result.final_position_m
+            reached = result.final_mode == MODE_REST
+        else:
+            point = result.landing_point_m
+            reached = np.isfinite(result.landing_time_s)
+        centre = np.asarray(target.center_m)
+        with np.errstate(invalid="ignore"):
+            miss = np.hypot(point[0] - centre[0], point[1] - centre[1])
+            height_ok = np.abs(point[2] - half_height_m - centre[2]) <= target.height_tolerance_m
+            reached = reached & (miss <= target.radius_m) & height_ok
+        miss = np.where(np.isfinite(miss), miss, np.nan)
+    return SampleOutcomes(reached.reshape(shape), collision.reshape(shape), point.reshape(3, *shape),
+                          miss.reshape(shape))
+
+
+def judge(action_ids: list[str], result: RolloutResult, half_height_m: np.ndarray, criteria: Criteria,
+          samples: int, zone_names: list[str]) -> list[Verdict]:
+    """Verdicts for C candidates from a batch of S x C rollouts (rollout ``s * C + c``)."""
+    c_count = len(action_ids)
+    out = sample_outcomes(result, half_height_m, criteria, samples, c_count)
+    p_success = out.success.mean(axis=0)
+    p_collision = out.collision.mean(axis=0)
+    entry = result.keep_out_entry_time_s.reshape(-1, samples, c_count)
+    clearance = result.keep_out_clearance_m.reshape(-1, samples, c_count)
+    landing_time = result.landing_time_s.reshape(samples, c_count)
+    landing = result.landing_point_m.reshape(3, samples, c_count)
+    final = result.final_position_m.reshape(3, samples, c_count)
+    verdicts = []
+    for c, action_id in enumerate(action_ids):
+        lands = bool(np.isfinite(landing_time[0, c]))
+        nominal_clearance = float(clearance[:, 0, c].min()) if clearance.shape[0] else float("inf")
+        reasons: list[str] = []
+        if p_collision[c] > criteria.max_collision_probability:
+            code = VerdictCode.NO_GO_COLLISION
+            hit = [zone_names[z] for z in range(entry.shape[0]) if np.isfinite(entry[z, :, c]).any()]
+            first = np.nanmin(entry[:, :, c]) if entry.shape[0] else float("nan")
+            reasons.append(f"enters keep-out zone {', '.join(repr(h) for h in hit)} in "
+                           f"{p_collision[c]:.0%} of samples (max {criteria.max_collision_probability:.0%}), "
+                           f"first at t={first:.3f} s")
+        elif p_success[c] < criteria.min_success_probability:
+            code = VerdictCode.NO_GO_UNCERTAIN if out.success[0, c] else VerdictCode.NO_GO_MISSES_TARGET
+            reasons.append(_miss_reason(out, c, criteria, lands)
+                           if code == VerdictCode.NO_GO_MISSES_TARGET else
+                           f"nominal throw reaches the target but P(success)={p_success[c]:.2f} "
+                           f"< {criteria.min_success_probability:.2f}")
+        else:
+            code = VerdictCode.GO
+            reasons.append(_go_reason(out, c, criteria, landing_time[0, c]))
+        reasons.append(f"P(success)={p_success[c]:.2f}, P(collision)={p_collision[c]:.2f} over {samples} sample(s)")
+        verdicts.append(Verdict(
+            action_id, code, reasons, float(p_success[c]), float(p_collision[c]), lands,
+            tuple(float(x) for x in landing[:, 0, c]) if lands else None,
+            float(landing_time[0, c]) if lands else float("nan"),
+            tuple(float(x) for x in final[:, 0, c]), float(out.miss_distance_m[0, c]), nominal_clearance))
+    return verdicts
+
+
+def _miss_reason(out: SampleOutcomes, c: int, criteria: Criteria, lands: bool) -> str:
+    target = criteria.target
+    if target is None:
+        return "no target given and the nominal prediction fails"
+    if target.mode == "first_contact" and not lands:
+        return f"does not touch any surface within the {criteria.horizon_s:g} s horizon"
+    miss = out.miss_distance_m[0, c]
+    where = "comes to rest" if target.mode == "rest" else "first lands"
+    if target.mode == "rest" and not np.isfinite(miss):
+        return f"does not come to rest within the {criteria.horizon_s:g} s horizon"
+    if miss > target.radius_m:
+        return f"{where} {miss:.3f} m from the target centre (target radius {target.radius_m:.3f} m)"
+    z = out.judged_point_m[2, 0, c]
+    return f"{where} at height {z:.3f} m, outside the target's height tolerance"
+
+
+def _go_reason(out: SampleOutcomes, c: int, criteria: Criteria, landing_time_s: float) -> str:
+    target = criteria.target
+    if target is None:
+        return "stays clear of every keep-out zone"
+    miss = out.miss_distance_m[0, c]
+    if target.mode == "rest":
+        return f"comes to rest {miss:.3f} m from the target centre (radius {target.radius_m:.3f} m)"
+    return (f"lands {miss:.3f} m from the target centre (radius {target.radius_m:.3f} m) "
+            f"at t={landing_time_s:.3f} s")
+
+
+def choose_best(verdicts: list[Verdict]) -> int:
+    """Index of the candidate to execute: the GO one with the highest success probability, then
+    the smallest miss, then the largest clearance; -1 when none is GO. Marks it ``chosen``."""
+    best, key = -1, None
+    for i, v in enumerate(verdicts):
+        if not v.go:
+            continue
+        miss = v.miss_distance_m if np.isfinite(v.miss_distance_m) else 0.0
+        k = (-v.success_probability, v.collision_probability, miss, -v.clearance_m)
+        if key is None or k < key:
+            best, key = i, k
+    for i, v in enumerate(verdicts):
+        v.chosen = i == best
+    return best
