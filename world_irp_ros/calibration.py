@@ -11,7 +11,9 @@ disagree about the physics.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -164,25 +166,50 @@ def fit_flight(backend: Backend, scene: Scene, action: CandidateAction, observed
 
 
 def bounce_restitution(observed: ObservedTrack, floor_z_m: float) -> float | None:
-    """Restitution from the vertical speeds just before and after the first bounce, each from a
-    parabola fitted to the samples on its side; None when the track shows no clean bounce."""
-    t_land, _ = first_contact(observed.t_s, observed.positions_m, floor_z_m + 1e-3)
-    if not np.isfinite(t_land):
-        return None
+    """Restitution from the first bounce: parabolas fitted to the samples before and after the
+    lowest point near the floor give the vertical speeds where each meets ``floor_z_m`` (the
+    impact usually falls between samples). None when the track shows no clean bounce."""
     t, z = observed.t_s, observed.positions_m[:, 2]
-    before = (t < t_land) & (t > t_land - 0.15)
-    after_idx = np.nonzero((t > t_land) & (z > floor_z_m + 1e-3))[0]
-    if before.sum() < 4 or after_idx.size < 4:
+    dz = np.diff(z)
+    turns = np.nonzero((dz[:-1] < 0) & (dz[1:] > 0) & (z[1:-1] < floor_z_m + 0.05))[0] + 1
+    if turns.size == 0:
         return None
-    gaps = np.nonzero(np.diff(after_idx) > 1)[0]
-    after = after_idx[: gaps[0] + 1] if gaps.size else after_idx  # up to the next contact
-    if after.size < 4:
+    i = turns[0]
+    before = np.arange(max(0, i - 12), i)
+    later = np.nonzero(dz[i:] <= 0)[0]
+    apex = i + (later[0] if later.size else dz.size - i)
+    after = np.arange(i + 1, min(apex + 1, i + 13))
+    if before.size < 4 or after.size < 4:
         return None
-    vin = np.polyval(np.polyder(np.polyfit(t[before], z[before], 2)), t_land)
-    vout = np.polyval(np.polyder(np.polyfit(t[after], z[after], 2)), t_land)
+    cb = np.polyfit(t[before], z[before] - floor_z_m, 2)
+    ca = np.polyfit(t[after], z[after] - floor_z_m, 2)
+    roots_b = [r.real for r in np.roots(cb) if abs(r.imag) < 1e-9 and t[before[-1]] - 1e-9 <= r.real]
+    roots_a = [r.real for r in np.roots(ca) if abs(r.imag) < 1e-9 and r.real <= t[after[0]] + 1e-9]
+    if not roots_b or not roots_a:
+        return None
+    vin = np.polyval(np.polyder(cb), min(roots_b))
+    vout = np.polyval(np.polyder(ca), max(roots_a))
     if vin >= 0 or vout <= 0:
         return None
     return float(np.clip(-vout / vin, 0.0, 1.0))
+
+
+# One bounce is a single noisy ratio of two fitted speeds: its 1-sigma spread is taken as this.
+BOUNCE_RESTITUTION_STD = 0.05
+
+
+def calibrate(backend: Backend, scene: Scene, action: CandidateAction, observed: ObservedTrack) -> CalibrationResult:
+    """Everything the observed track makes observable: the drag coefficient from the flight, the
+    restitution from the first bounce when there is one."""
+    result = fit_flight(backend, scene, action, observed)
+    obj = scene.object(action.object_id)
+    e = bounce_restitution(observed, scene.environment.ground_height_m + obj.half_extents_m()[2])
+    if e is not None:
+        result.names.append("restitution")
+        result.before.append(obj.restitution)
+        result.after.append(e)
+        result.std_after.append(BOUNCE_RESTITUTION_STD)
+    return result
 
 
 def calibrated_object(obj: ObjectModel, result: CalibrationResult) -> ObjectModel:
@@ -198,3 +225,52 @@ def calibrated_object(obj: ObjectModel, result: CalibrationResult) -> ObjectMode
         changes["restitution"] = float(np.clip(result.value("restitution"), 0.0, 1.0))
         unc = replace(unc, restitution_std=float(result.std_after[result.names.index("restitution")]))
     return replace(obj, uncertainty=unc, **changes)
+
+
+class CalibrationStore:
+    """Calibrated parameters per object id, applied to every later rehearsal of that object.
+
+    Lives for the life of the node; ``save``/``load`` keep it in a JSON file between runs.
+    """
+
+    def __init__(self) -> None:
+        self._fits: dict[str, CalibrationResult] = {}
+
+    def __contains__(self, object_id: str) -> bool:
+        return object_id in self._fits
+
+    def update(self, object_id: str, result: CalibrationResult) -> None:
+        """Remember the newest fit of an object."""
+        self._fits[object_id] = result
+
+    def apply(self, obj: ObjectModel) -> ObjectModel:
+        """The object with its calibrated values (unchanged when never calibrated)."""
+        fit = self._fits.get(obj.id)
+        return obj if fit is None else calibrated_object(obj, fit)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form: ``{object_id: {name: {"value": v, "std": s}}}``."""
+        return {oid: {n: {"value": a, "std": s} for n, a, s in zip(r.names, r.after, r.std_after)}
+                for oid, r in self._fits.items()}
+
+    def save(self, path) -> None:
+        """Write the store as JSON (parent folders created)."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path) -> "CalibrationStore":
+        """Read a store written by ``save``; raises ``ValueError`` on a malformed file."""
+        store = cls()
+        try:
+            data = json.loads(Path(path).read_text())
+            for oid, params in data.items():
+                names = sorted(params)
+                after = [float(params[n]["value"]) for n in names]
+                std = [float(params[n]["std"]) for n in names]
+                if not all(np.isfinite(after + std)):
+                    raise ValueError("non-finite value")
+                store.update(str(oid), CalibrationResult(names, list(after), after, std))
+        except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: not a calibration file ({err})") from err
+        return store

@@ -180,21 +180,25 @@ class Rehearser:
         start = time.perf_counter()
         s_count = samples or request.num_samples
         ids = [a.id for a in request.actions]
+        backend, result, notes = self.backend, None, []
+        try:
+            batch = build_batch(request, s_count, self.dt_s, self.sample_dt_s)
+        except Exception as err:  # a request the model cannot express: NO-GO, never a crash
+            batch = None
+            notes.append(f"could not build the rollout batch: {type(err).__name__}: {err}")
         with self._lock:
-            backend, result, notes = self.backend, None, []
-            try:
-                batch = build_batch(request, s_count, self.dt_s, self.sample_dt_s)
-                result = backend.rollout(batch)
-            except Exception as err:  # any backend failure must become NO-GO, never a crash
-                notes.append(f"backend {backend.name!r} failed: {type(err).__name__}: {err}")
-                if self.fallback is not None:
-                    backend = self.fallback
-                    try:
-                        result = backend.rollout(batch)
+            for candidate in (self.backend, self.fallback):
+                if batch is None or candidate is None:
+                    break
+                backend = candidate
+                try:
+                    result = backend.rollout(batch)
+                    if candidate is self.fallback:
                         notes.append(f"answered by fallback backend {backend.name!r}")
-                    except Exception as err2:
-                        notes.append(f"fallback {backend.name!r} failed: {type(err2).__name__}: {err2}")
-                        result = None
+                    break
+                except Exception as err:  # any backend failure must become NO-GO, never a crash
+                    role = "fallback backend" if candidate is self.fallback else "backend"
+                    notes.append(f"{role} {backend.name!r} failed: {type(err).__name__}: {err}")
         latency_ms = (time.perf_counter() - start) * 1e3
         if result is None:
             verdicts = no_go_all(ids, VerdictCode.NO_GO_BACKEND_ERROR, "; ".join(notes))
@@ -211,6 +215,8 @@ class Rehearser:
         if deadline_ms is not None and latency_ms > deadline_ms:
             verdicts = no_go_all(ids, VerdictCode.NO_GO_DEADLINE,
                                  f"rehearsal took {latency_ms:.1f} ms, over the {deadline_ms:.1f} ms deadline")
+            for v in verdicts:
+                v.reasons.extend(notes)
         best = choose_best(verdicts)
         return RehearsalOutcome(request.request_id, verdicts, nominal_trajectories(request, result), best,
                                 backend.name, backend.device, latency_ms, s_count)

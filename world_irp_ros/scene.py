@@ -31,6 +31,8 @@ DEFAULT_SAMPLES = 64
 
 # --------------------------------------------------------------------------- validation helpers
 def _finite(name: str, value: Any) -> float:
+    if isinstance(value, (str, bytes)):
+        raise ValidationError(f"must be a number, got {value!r}", name)
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -76,10 +78,11 @@ def _non_negative_vec3(name: str, value: Any) -> Vec3:
 
 
 def _box(name: str, lo: Any, hi: Any) -> tuple[Vec3, Vec3]:
-    lo3, hi3 = _vec3(f"{name}.min", lo), _vec3(f"{name}.max", hi)
+    prefix = f"{name}." if name else ""
+    lo3, hi3 = _vec3(f"{prefix}min", lo), _vec3(f"{prefix}max", hi)
     for i in range(3):
         if hi3[i] <= lo3[i]:
-            raise ValidationError(f"max[{i}] must be greater than min[{i}]", f"{name}.max")
+            raise ValidationError(f"max[{i}] must be greater than min[{i}]", f"{prefix}max")
     return lo3, hi3
 
 
@@ -464,6 +467,12 @@ def parse_object(d: Any, name: str) -> ObjectModel:
         if key in d and key not in size_keys[shape]:
             raise ValidationError(f"does not apply to a {shape}", f"{name}.{key}")
     with field_prefix(name):
+        for key in size_keys[shape]:
+            if key != "size":
+                _positive(key, d[key])
+        if shape == "box":
+            for i, x in enumerate(_vec3("size", d["size"])):
+                _positive(f"size[{i}]", x)
         if shape == "sphere":
             dims = (d["radius"], 0.0, 0.0)
         elif shape == "box":
@@ -517,8 +526,10 @@ def parse_criteria(d: Any, horizon_s: Any, name: str = "criteria") -> Criteria:
         z = _take(z, zname, ("name", "min", "max"), ())
         with field_prefix(zname):
             zones.append(KeepOutZone(_string(z["name"], "name"), z["min"], z["max"]))
-    return Criteria(target, tuple(zones), horizon_s, d.get("min_success_probability", 0.9),
-                    d.get("max_collision_probability", 0.0))
+    horizon_s = Criteria(horizon_s=horizon_s).horizon_s  # top-level key: named without the prefix
+    with field_prefix(name):
+        return Criteria(target, tuple(zones), horizon_s, d.get("min_success_probability", 0.9),
+                        d.get("max_collision_probability", 0.0))
 
 
 def parse_request(data: Any) -> RehearsalRequest:

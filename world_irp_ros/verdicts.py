@@ -76,6 +76,7 @@ class SampleOutcomes:
     collision: np.ndarray
     judged_point_m: np.ndarray = field(repr=False)  # (3, S, C) landing or rest point
     miss_distance_m: np.ndarray = field(repr=False)
+    at_rest: np.ndarray = field(repr=False)  # (S, C) came to rest within the horizon
 
 
 def sample_outcomes(result: RolloutResult, half_height_m: np.ndarray, criteria: Criteria,
@@ -107,7 +108,7 @@ def sample_outcomes(result: RolloutResult, half_height_m: np.ndarray, criteria: 
             reached = reached & (miss <= target.radius_m) & height_ok
         miss = np.where(np.isfinite(miss), miss, np.nan)
     return SampleOutcomes(reached.reshape(shape), collision.reshape(shape), point.reshape(3, *shape),
-                          miss.reshape(shape))
+                          miss.reshape(shape), (result.final_mode == MODE_REST).reshape(shape))
 
 
 def judge(action_ids: list[str], result: RolloutResult, half_height_m: np.ndarray, criteria: Criteria,
@@ -160,7 +161,7 @@ def _miss_reason(out: SampleOutcomes, c: int, criteria: Criteria, lands: bool) -
         return f"does not touch any surface within the {criteria.horizon_s:g} s horizon"
     miss = out.miss_distance_m[0, c]
     where = "comes to rest" if target.mode == "rest" else "first lands"
-    if target.mode == "rest" and not np.isfinite(miss):
+    if target.mode == "rest" and not out.at_rest[0, c]:
         return f"does not come to rest within the {criteria.horizon_s:g} s horizon"
     if miss > target.radius_m:
         return f"{where} {miss:.3f} m from the target centre (target radius {target.radius_m:.3f} m)"

@@ -1,0 +1,205 @@
+"""rehearsal.py: the batch layout (sample 0 nominal, candidates inner), and the NO-GO answer of
+every failure (backend exception, deadline); judged outcomes on the real analytic backend."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from world_irp_ros.backends import create_backend
+from world_irp_ros.errors import VerdictCode
+from world_irp_ros.rehearsal import Rehearser, build_batch
+from world_irp_ros.scene import parse_request
+
+BALL = {"id": "ball", "shape": "sphere", "radius": 0.03, "mass": 0.2, "position": [0.0, 0.0, 1.0]}
+BOX = {"id": "crate", "shape": "box", "size": [0.2, 0.2, 0.2], "mass": 2.0, "position": [0.0, 1.0, 0.1]}
+REQUEST = {
+    "objects": [BALL, BOX],
+    "actions": [
+        {"id": "drop", "type": "drop", "object_id": "ball", "release_position": [2.0, 0.0, 1.0]},
+        {"id": "push", "type": "push", "object_id": "crate", "impulse": [1.0, 0.0, 0.0], "start_delay_s": 0.2},
+        {"id": "throw", "type": "throw", "object_id": "ball", "release_velocity": [3.0, 0.5, 2.0]},
+    ],
+    "criteria": {"target": {"center": [2.0, 0.0, 0.0], "radius": 0.2},
+                 "keep_out": [{"name": "vase", "min": [0.9, -0.3, 0.0], "max": [1.3, 0.3, 0.8]}]},
+    "horizon_s": 2.0,
+}
+
+
+def request(edit=None):
+    d = copy.deepcopy(REQUEST)
+    if edit:
+        edit(d)
+    return parse_request(d)
+
+
+def uncertain(d):
+    d["objects"][0]["uncertainty"] = {"position_std": [0.01, 0.01, 0.01], "velocity_std": [0.1, 0.1, 0.1],
+                                      "mass_rel_std": 0.1, "drag_rel_std": 0.2, "restitution_std": 0.05}
+    d["objects"][1]["uncertainty"] = {"mass_rel_std": 0.2}
+    d["actions"][2]["release_velocity_std"] = [0.2, 0.2, 0.2]
+
+
+class RaisingBackend:
+    """Test-only backend whose rollouts always fail: proves failures become NO-GO."""
+
+    name = "raising"
+    device = "cpu"
+
+    def __init__(self):
+        self.calls = 0
+
+    def rollout(self, batch):
+        self.calls += 1
+        raise RuntimeError("solver exploded")
+
+    def warmup(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def analytic():
+    backend = create_backend("analytic", "cpu")
+    backend.warmup()
+    return backend
+
+
+# ----------------------------------------------------------------------------- batch layout
+def test_batch_shapes_and_candidate_inner_order():
+    r = request(uncertain)
+    b = build_batch(r, samples=5)
+    b.validate()
+    n = 5 * 3
+    assert b.size == n and b.position_m.shape == (3, n) and b.velocity_mps.shape == (3, n)
+    assert b.keep_out_min_m.shape == (3, 1) and b.obstacle_min_m.shape == (3, 0)
+    # Rollout s * C + c: every sample of candidate 1 (the crate push) has its start delay.
+    np.testing.assert_array_equal(b.release_time_s.reshape(5, 3), np.tile([0.0, 0.2, 0.0], (5, 1)))
+    np.testing.assert_array_equal(b.rolls.reshape(5, 3)[:, 1], 0.0)     # the crate slides
+    np.testing.assert_array_equal(b.rolls.reshape(5, 3)[:, 0], 1.0)     # the ball rolls
+    assert b.sample_times_s[0] == 0.0 and b.sample_times_s[-1] <= r.criteria.horizon_s
+
+
+def test_sample_zero_is_the_nominal_prediction():
+    r = request(uncertain)
+    b = build_batch(r, samples=8)
+    nominal = build_batch(request(), samples=1)
+    np.testing.assert_array_equal(b.position_m[:, :3], nominal.position_m)
+    np.testing.assert_array_equal(b.velocity_mps[:, :3], nominal.velocity_mps)
+    np.testing.assert_array_equal(b.drag_k_per_m[:3], nominal.drag_k_per_m)
+    np.testing.assert_array_equal(b.restitution[:3], nominal.restitution)
+    # The other samples carry noise.
+    assert not np.allclose(b.velocity_mps[:, 3:6], nominal.velocity_mps)
+
+
+def test_action_kinds_set_the_initial_state():
+    b = build_batch(request(), samples=1)
+    np.testing.assert_array_equal(b.position_m[:, 0], [2.0, 0.0, 1.0])       # drop: at the release point
+    np.testing.assert_array_equal(b.velocity_mps[:, 0], [0.0, 0.0, 0.0])     # ... at rest
+    np.testing.assert_allclose(b.velocity_mps[:, 1], [0.5, 0.0, 0.0])        # push: impulse / mass
+    np.testing.assert_array_equal(b.position_m[:, 1], [0.0, 1.0, 0.1])       # ... where the crate is
+    np.testing.assert_array_equal(b.position_m[:, 2], [0.0, 0.0, 1.0])       # throw: no release point given
+    np.testing.assert_array_equal(b.velocity_mps[:, 2], [3.0, 0.5, 2.0])
+    np.testing.assert_allclose(b.half_extent_m[:, 1], [0.1, 0.1, 0.1])
+
+
+def test_samples_are_reproducible_from_the_seed():
+    a = build_batch(request(uncertain), samples=16)
+    b = build_batch(request(uncertain), samples=16)
+    c = build_batch(request(lambda d: (uncertain(d), d.update(seed=1))), samples=16)
+    np.testing.assert_array_equal(a.velocity_mps, b.velocity_mps)
+    assert not np.array_equal(a.velocity_mps, c.velocity_mps)
+    assert np.all(a.drag_k_per_m > 0) and np.all((a.restitution >= 0) & (a.restitution <= 1))
+
+
+# ---------------------------------------------------------------------------- failure paths
+def test_backend_exception_is_no_go_backend_error():
+    backend = RaisingBackend()
+    out = Rehearser(backend).rehearse(request())
+    assert backend.calls == 1
+    assert [v.code for v in out.verdicts] == [VerdictCode.NO_GO_BACKEND_ERROR] * 3
+    assert not any(v.go for v in out.verdicts)
+    assert "solver exploded" in out.verdicts[0].reasons[0] and "'raising'" in out.verdicts[0].reasons[0]
+    assert out.best_index == -1 and out.trajectories == [] and out.backend == "raising"
+
+
+def test_failing_fallback_is_still_no_go():
+    out = Rehearser(RaisingBackend(), fallback=RaisingBackend()).rehearse(request())
+    assert all(v.code == VerdictCode.NO_GO_BACKEND_ERROR for v in out.verdicts)
+    assert "fallback" in out.verdicts[0].reasons[0]
+
+
+def test_fallback_answers_and_is_named(analytic):
+    out = Rehearser(RaisingBackend(), fallback=analytic).rehearse(request())
+    assert out.backend == "analytic"
+    for v in out.verdicts:
+        assert v.code != VerdictCode.NO_GO_BACKEND_ERROR
+        assert any("fallback backend 'analytic'" in r for r in v.reasons)
+        assert any("'raising' failed" in r for r in v.reasons)
+
+
+def test_deadline_turns_every_verdict_into_no_go_deadline(analytic):
+    out = Rehearser(analytic).rehearse(request(), deadline_ms=1e-6)
+    assert [v.code for v in out.verdicts] == [VerdictCode.NO_GO_DEADLINE] * 3
+    assert out.best_index == -1
+    assert "deadline" in out.verdicts[0].reasons[0]
+    relaxed = Rehearser(analytic).rehearse(request(), deadline_ms=60_000)
+    assert not any(v.code == VerdictCode.NO_GO_DEADLINE for v in relaxed.verdicts)
+
+
+# ------------------------------------------------------------------------ judged, for real
+def test_drop_onto_the_target_is_go(analytic):
+    out = Rehearser(analytic).rehearse(request())
+    drop = out.verdicts[0]
+    assert drop.code == VerdictCode.GO, drop.reasons
+    assert drop.landing_point_m == pytest.approx((2.0, 0.0, 0.03), abs=1e-3)
+    assert drop.landing_time_s == pytest.approx(np.sqrt(2 * 0.97 / 9.81), abs=0.01)
+    assert out.best_index == 0 and drop.chosen
+    assert out.samples == 1 and out.backend == "analytic" and out.device == "cpu"
+
+
+def test_codes_for_collision_and_miss(analytic):
+    def edit(d):
+        d["actions"] = [
+            {"id": "into-vase", "type": "throw", "object_id": "ball", "release_velocity": [2.0, 0.0, 0.0]},
+            {"id": "too-far", "type": "throw", "object_id": "ball", "release_velocity": [1.0, 3.0, 3.0]},
+        ]
+    out = Rehearser(analytic).rehearse(request(edit))
+    vase, far = out.verdicts
+    assert vase.code == VerdictCode.NO_GO_COLLISION and vase.collision_probability == 1.0 and vase.clearance_m == 0
+    assert "vase" in vase.reasons[0]
+    assert far.code == VerdictCode.NO_GO_MISSES_TARGET and far.miss_distance_m > 0.2
+    assert out.best_index == -1
+
+
+def test_uncertain_when_the_spread_is_wide(analytic):
+    def edit(d):
+        d["objects"][0]["uncertainty"] = {"velocity_std": [0.5, 0.5, 0.5]}
+        d["criteria"]["keep_out"] = []  # some samples would roll into the vase: not the point here
+        d["seed"] = 11
+    out = Rehearser(analytic).rehearse(request(edit), samples=64)
+    drop = out.verdicts[0]
+    assert out.samples == 64
+    assert drop.code == VerdictCode.NO_GO_UNCERTAIN, drop.reasons
+    assert 0.0 < drop.success_probability < 0.9
+    # The nominal track is sample 0: exactly the deterministic one.
+    plain = Rehearser(analytic).rehearse(request())
+    np.testing.assert_array_equal(out.trajectories[0].positions_m, plain.trajectories[0].positions_m)
+
+
+def test_nominal_trajectories(analytic):
+    out = Rehearser(analytic).rehearse(request())
+    assert [t.action_id for t in out.trajectories] == ["drop", "push", "throw"]
+    throw = out.trajectories[2]
+    assert throw.t_s[0] == 0.0
+    np.testing.assert_allclose(throw.positions_m[0], [0.0, 0.0, 1.0], atol=1e-9)
+    assert throw.positions_m.shape == (throw.t_s.size, 3)
+    assert throw.events and throw.events[0].time_s > 0
+    d = throw.to_dict()
+    assert len(d["positions"]) == len(d["t"])
+
+
+def test_rehearsal_is_deterministic(analytic):
+    a = Rehearser(analytic).rehearse(request(uncertain))
+    b = Rehearser(analytic).rehearse(request(uncertain))
+    assert [v.to_dict() for v in a.verdicts] == [v.to_dict() for v in b.verdicts]

@@ -1,0 +1,115 @@
+"""What the subcommands share: exit codes, reading input files, opening backends, finding scenes."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from ..backends import REGISTRY, Backend, create_backend
+from ..errors import VerdictCode, WorldIrpError
+
+# Exit statuses of world-irp (also in `world-irp --help`).
+EXIT_OK = 0
+EXIT_BAD_INPUT = 1        # a file could not be read, decoded or validated
+EXIT_USAGE = 2            # argparse: bad command line
+EXIT_BACKEND = 3          # the backend could not be created or warmed up
+EXIT_NO_GO = 4            # plan: no GO action found
+
+# Names offered on the command line: the registry's, plus those other parts of the project add.
+BACKEND_CHOICES = tuple(sorted(set(REGISTRY) | {"analytic", "pybullet", "learned"}))
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+T = TypeVar("T")
+
+
+class InputError(Exception):
+    """A file that cannot be used: ``file``, the ``field`` at fault (may be empty), ``reason``."""
+
+    def __init__(self, file: str, field: str, reason: str, code: VerdictCode = VerdictCode.NO_GO_INVALID_REQUEST):
+        super().__init__(f"{file}: {field}: {reason}" if field else f"{file}: {reason}")
+        self.file, self.field, self.reason, self.code = file, field, reason, code
+
+    def to_dict(self) -> dict:
+        """The error line of ``rehearse --json`` (schemas/result.schema.json, ``failed``)."""
+        return {"file": self.file, "error": {"code": self.code.name, "field": self.field, "reason": self.reason}}
+
+
+class BackendUnavailable(Exception):
+    """The backend asked for cannot be created (unknown name, missing dependency, no GPU)."""
+
+
+def load_input(path: str, parse: Callable[[Any], T]) -> T:
+    """Read ``path``, decode its JSON and ``parse`` it; every failure becomes one ``InputError``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise InputError(path, "", f"cannot read: {reason}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(path, "", f"not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})") from None
+    try:
+        return parse(data)
+    except WorldIrpError as err:
+        raise InputError(path, err.field, err.reason, err.code) from None
+    except (TypeError, ValueError, KeyError) as err:  # a parser gap must still name the file, not crash
+        raise InputError(path, "", f"invalid: {type(err).__name__}: {err}") from None
+
+
+def open_backend(name: str, device: str, warmup: bool = True) -> Backend:
+    """Create (and warm up) backend ``name`` on ``device``, or raise ``BackendUnavailable``."""
+    try:
+        backend = create_backend(name, device)
+        if warmup:
+            backend.warmup()
+        return backend
+    except Exception as err:  # unknown name, import failure, no CUDA, compile failure
+        reason = err.reason if isinstance(err, WorldIrpError) else f"{type(err).__name__}: {err}"
+        lines = reason.strip().splitlines() or [""]
+        reason = lines[0] + (" [...]" if len(lines) > 1 else "")  # one line on the terminal
+        raise BackendUnavailable(f"backend {name!r} on device {device!r} is not available: {reason}") from None
+
+
+def error(message: str) -> None:
+    """One line on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def emit(line: str) -> None:
+    """One line on stdout, flushed (JSON Lines consumers read as we go)."""
+    print(line, flush=True)
+
+
+def find_config(relative: str) -> Path:
+    """A file under the package's ``config/`` folder: the source tree's (also when running from
+    the install tree, whose files link back to it), else ``share/world_irp_ros/config`` of an
+    ament prefix, else relative to the current directory."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "config" / relative]
+    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        candidates.append(Path(prefix) / "share" / "world_irp_ros" / "config" / relative)
+    candidates.append(Path.cwd() / "config" / relative)
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"config/{relative} not found (looked in: {', '.join(str(c) for c in candidates)})")
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON with non-finite numbers as null (the output must be strict JSON)."""
+    return json.dumps(finite(obj), separators=(",", ":"), allow_nan=False)
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
