@@ -14,6 +14,7 @@ from .base import Backend, RolloutBatch, RolloutResult
 
 REGISTRY: dict[str, str] = {
     "analytic": "world_irp_ros.backends.analytic:AnalyticBackend",
+    "pybullet": "world_irp_ros.backends.pybullet_backend:PyBulletBackend",
 }
 
 DEVICES = ("auto", "cpu", "cuda")

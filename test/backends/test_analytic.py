@@ -1,0 +1,185 @@
+"""The analytic backend: engines agree, the kernel cache works, errors are clear, edge cases hold."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers_batches import make_batch, result_columns, sphere_drag
+from world_irp_ros.backends import create_backend
+from world_irp_ros.backends.analytic import AnalyticBackend
+from world_irp_ros.backends.base import EVENT_GROUND, EVENT_REST, MAX_EVENTS, MODE_REST
+from world_irp_ros.errors import BackendError, ValidationError
+
+REPO = Path(__file__).resolve().parents[2]
+TABLE = ((2.0, -0.5, 0.0), (3.0, 0.5, 0.75), 0.3, 0.5)
+ZONE = ((4.0, -1.0, 0.0), (4.5, 1.0, 1.0))
+
+
+def stone_throws(n, seed=0, horizon=2.0):
+    """The benchmark scene: throws of stones and balls over a table towards a keep-out box."""
+    rng = np.random.default_rng(seed)
+    speed, elev, azim = rng.uniform(3, 10, n), rng.uniform(0.1, 0.9, n), rng.uniform(-0.3, 0.3, n)
+    vel = np.stack([speed * np.cos(elev) * np.cos(azim), speed * np.cos(elev) * np.sin(azim), speed * np.sin(elev)], 1)
+    return make_batch(np.tile([0.0, 0.0, 1.2], (n, 1)), vel, half_extent=rng.uniform(0.02, 0.05, n),
+                      rolls=(rng.uniform(size=n) < 0.5).astype(float), drag=sphere_drag(0.03, 0.2),
+                      restitution=rng.uniform(0.2, 0.7, n), friction=rng.uniform(0.3, 0.8, n),
+                      rolling_resistance=0.05, obstacles=[TABLE], keep_out=[ZONE], horizon=horizon,
+                      sample_times=np.linspace(0.0, horizon, 61))
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    return AnalyticBackend("cpu")
+
+
+def assert_results_close(a, b, atol, rtol=0.0):
+    n = np.arange(a.landing_time_s.shape[0])
+    ca, cb = result_columns(a, n), result_columns(b, n)
+    for name in ca:
+        if ca[name].dtype.kind in "iu":
+            np.testing.assert_array_equal(ca[name], cb[name], err_msg=name)
+        else:
+            np.testing.assert_allclose(ca[name], cb[name], atol=atol, rtol=rtol, equal_nan=True, err_msg=name)
+
+
+def test_registered_and_created_through_the_registry():
+    backend = create_backend("analytic", "cpu")
+    assert backend.name == "analytic" and backend.device == "cpu" and backend.engine == "numba"
+
+
+def test_torch_engine_equals_numba_kernel_on_the_benchmark_scene(cpu):
+    batch = stone_throws(48)
+    torch_engine = AnalyticBackend("cpu", engine="torch", warm=False)
+    assert_results_close(cpu.rollout(batch), torch_engine.rollout(batch), atol=1e-9)
+
+
+def test_cuda_equals_cpu(cpu):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine (torch.cuda.is_available() is False); "
+                    "the CUDA path's equations are checked by the torch-engine tests on the CPU")
+    batch = stone_throws(256)
+    gpu = AnalyticBackend("cuda")
+    assert gpu.engine == "torch"
+    assert_results_close(cpu.rollout(batch), gpu.rollout(batch), atol=1e-9)
+
+
+def test_fast_path_equals_slow_path(cpu):
+    batch = stone_throws(300, seed=3)
+    slow = AnalyticBackend("cpu", fast_path=False, warm=False)
+    assert_results_close(cpu.rollout(batch), slow.rollout(batch), atol=1e-12, rtol=1e-12)
+
+
+def test_benchmark_scene_is_eventful(cpu):
+    res = cpu.rollout(stone_throws(256, seed=1))
+    assert np.all(np.isfinite(res.landing_time_s))
+    assert np.any(res.final_mode == MODE_REST)
+    assert np.any(res.event_kind == 1) and np.any(~np.isnan(res.keep_out_entry_time_s))
+
+
+def test_more_events_than_stored_are_counted(cpu):
+    res = cpu.rollout(make_batch((0.0, 0.0, 1.03), restitution=0.8, horizon=5.0))
+    assert res.event_count[0] > MAX_EVENTS
+    assert np.all(res.event_kind[:, 0] == EVENT_GROUND)
+    assert np.all(np.diff(res.event_time_s[:, 0]) > 0)
+    assert res.final_mode[0] == MODE_REST
+
+
+def test_samples_after_rest_hold_the_rest_position(cpu):
+    res = cpu.rollout(make_batch((0.0, 0.0, 0.05), (2.0, 0.0, 0.0), half_extent=0.05, rolls=0.0, friction=0.5))
+    later = res.sample_times_s >= res.rest_time_s[0]
+    assert later.sum() > 5
+    np.testing.assert_array_equal(res.positions_m[later, :, 0], np.tile(res.final_position_m[:, 0], (later.sum(), 1)))
+    np.testing.assert_array_equal(res.velocities_mps[later, :, 0], 0.0)
+    assert res.event_kind[1, 0] == EVENT_REST
+
+
+def test_object_released_inside_a_table_sits_on_it(cpu):
+    table = ((-1.0, -1.0, 0.0), (1.0, 1.0, 0.75))
+    res = cpu.rollout(make_batch((0.0, 0.0, 0.775), (0.5, 0.0, 0.0), half_extent=0.03, rolls=0.0,
+                                 obstacles=[table], horizon=1.0))
+    assert res.positions_m[0, 2, 0] == pytest.approx(0.78)
+    assert res.final_position_m[2, 0] == pytest.approx(0.78)
+
+
+def test_concurrent_calls_are_serialised_and_correct(cpu):
+    batches = [stone_throws(200, seed=s) for s in range(4)]
+    expected = [cpu.rollout(b) for b in batches]
+    got = [None] * 4
+
+    def work(i):
+        got[i] = cpu.rollout(batches[i])
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(expected, got):
+        assert_results_close(a, b, atol=0.0)
+
+
+def test_clear_errors(cpu):
+    batch = make_batch((0.0, 0.0, 1.0))
+    batch.drag_k_per_m = np.array([np.inf])
+    with pytest.raises(ValidationError, match="drag_k_per_m"):
+        cpu.rollout(batch)
+    with pytest.raises(ValidationError, match="release_time_s"):
+        cpu.rollout(make_batch((0.0, 0.0, 1.0), release=-0.1))
+    with pytest.raises(ValidationError, match="velocity_mps"):
+        cpu.rollout(make_batch((0.0, 0.0, 1.0), (1e5, 0.0, 0.0)))
+    with pytest.raises(ValidationError, match="gravity"):
+        cpu.rollout(make_batch((0.0, 0.0, 1.0), gravity=(0.0, 0.0, 9.81)))
+    with pytest.raises(ValidationError):
+        AnalyticBackend("cuda", engine="numba", warm=False)
+    with pytest.raises(ValidationError):
+        AnalyticBackend("cpu", engine="jax", warm=False)
+    with pytest.raises(ValidationError):
+        AnalyticBackend("cpu", colour="blue", warm=False)
+
+
+def test_cuda_without_a_gpu_is_a_backend_error():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(BackendError):
+        AnalyticBackend("cuda")
+
+
+def test_empty_batch(cpu):
+    batch = make_batch(np.zeros((0, 3)), np.zeros((0, 3)), release=np.zeros(0), rolls=np.zeros(0),
+                       drag=np.zeros(0), restitution=np.zeros(0), friction=np.zeros(0),
+                       rolling_resistance=np.zeros(0), half_extent=np.zeros((0, 3)), radius=np.zeros(0))
+    res = cpu.rollout(batch)
+    assert res.positions_m.shape == (61, 3, 0)
+
+
+def test_kernel_cache_is_keyed_on_the_sources_and_reused_by_a_new_process(tmp_path):
+    """A second process loads the compiled kernel from the cache instead of compiling it."""
+    from world_irp_ros.backends import _numba_kernel
+
+    code = ("import json, time, warnings; warnings.simplefilter('ignore'); t = time.perf_counter();"
+            "from world_irp_ros.backends.analytic import AnalyticBackend;"
+            "from world_irp_ros.backends import _numba_kernel as k; import sys;"
+            "b = AnalyticBackend('cpu'); s = [k.kernel(p).stats for p in (True, False)];"
+            "print(json.dumps({'dir': str(k.cache_dir()), 'hits': sum(len(x.cache_hits) for x in s),"
+            "'misses': sum(len(x.cache_misses) for x in s),"
+            "'seconds': time.perf_counter() - t, 'rclpy': 'rclpy' in sys.modules, 'torch': 'torch' in sys.modules}))")
+    env = dict(os.environ)
+    cache_base = os.environ.get("WORLD_IRP_NUMBA_CACHE")
+    if cache_base:
+        env["WORLD_IRP_NUMBA_CACHE"] = cache_base
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=240, check=True)
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["dir"] == str(_numba_kernel.cache_dir())
+    assert info["dir"].endswith(_numba_kernel.source_hash())
+    assert info["hits"] == 2 and info["misses"] == 0, info    # this session already compiled both
+    assert not info["rclpy"], "the core library must not import rclpy"
+    assert not info["torch"], "the CPU engine must not need torch"

@@ -1,0 +1,233 @@
+"""``world_irp`` as a separate process, over DDS: ``~/rehearse``, the streaming path, every NO-GO
+cause, runtime parameters, ``~/markers`` and ``/diagnostics``. One node process for the module.
+
+The scene: a sphere (r 3 cm, 0.2 kg) dropped from 0.5 m lands straight below the release point,
+so a drop above the target centre is GO and one a metre away misses, whatever the drag model.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+NS = "/irp_rehearse"
+
+
+@pytest.fixture(scope="module")
+def node(start_world_irp):
+    return start_world_irp(NS)
+
+
+@pytest.fixture(scope="module")
+def client(node, irp_client_factory):
+    c = irp_client_factory(NS)
+    c.perceive(c.sphere("stone"))
+    # The node has the state once a drop of it is judged on a prediction.
+    c.rehearse_until(lambda r: r.verdicts[0].code_name == "GO", [c.drop("probe")])
+    return c
+
+
+def codes(resp) -> list[str]:
+    return [v.code_name for v in resp.verdicts]
+
+
+def test_go_answer_with_trajectory_and_verdict_topic(client):
+    resp = client.rehearse([client.drop("over_target"), client.drop("far", at=(2.0, 0.0, 0.5))])
+    assert codes(resp) == ["GO", "NO_GO_MISSES_TARGET"], [list(v.reasons) for v in resp.verdicts]
+    assert resp.best_index == 0
+    assert resp.backend == "analytic" and resp.device in ("cpu", "cuda")
+    assert resp.latency_ms > 0.0
+    go, miss = resp.verdicts
+    assert go.go and go.chosen and not miss.go and not miss.chosen
+    assert go.lands and abs(go.landing_point.x - 1.0) < 0.02 and go.success_probability == 1.0
+    assert any("from the target centre" in r for r in miss.reasons)
+    traj = resp.trajectories[0]
+    assert traj.action_id == "over_target" and traj.object_id == "stone"
+    assert len(traj.t_s) == len(traj.positions) == len(traj.velocities_mps) > 10
+    assert traj.events and traj.events[0].kind == traj.events[0].KIND_GROUND
+    assert traj.events[0].normal_speed_mps > 2.0  # ~sqrt(2 g 0.47 m) = 3 m/s
+    # The same verdicts on ~/verdict, the chosen one flagged.
+    request_id = go.request_id
+    published = client.verdicts_of(request_id, 2)
+    assert {v.action_id: (v.code_name, v.chosen) for v in published} == {
+        "over_target": ("GO", True), "far": ("NO_GO_MISSES_TARGET", False)}
+    arr = client.latest(client.trajectories, lambda m: m.request_id == request_id, what="the trajectories")
+    assert [t.action_id for t in arr.trajectories] == ["over_target", "far"]
+
+
+def test_keep_out_zone_gives_collision(client):
+    zone = ("laptop", (0.9, -0.1, 0.1), (1.1, 0.1, 0.3))
+    resp = client.rehearse([client.drop("through_zone")], client.criteria(keep_out=[zone]))
+    assert codes(resp) == ["NO_GO_COLLISION"]
+    assert "laptop" in resp.verdicts[0].reasons[0]
+    assert resp.best_index == -1
+
+
+def test_streaming_path_answers_on_verdict(client):
+    from world_irp_ros.msg import RehearsalRequest
+
+    msg = RehearsalRequest()
+    msg.header.stamp = client.now_msg()
+    msg.header.frame_id = "world"
+    msg.request_id = "stream-test-1"
+    msg.candidates = [client.drop("a"), client.drop("b", at=(3.0, 0.0, 0.5)), client.drop("c", "ghost")]
+    msg.criteria = client.criteria()
+    client.requests_pub.publish(msg)
+    got = {v.action_id: v for v in client.verdicts_of("stream-test-1", 3)}
+    assert got["a"].code_name == "GO" and got["a"].chosen
+    assert got["b"].code_name == "NO_GO_MISSES_TARGET"
+    assert got["c"].code_name == "NO_GO_UNKNOWN_OBJECT" and "ghost" in got["c"].reasons[0]
+
+
+def test_unknown_object_only_affects_its_candidate(client):
+    resp = client.rehearse([client.drop("ok"), client.drop("nobody", "no_such_object")])
+    assert codes(resp) == ["GO", "NO_GO_UNKNOWN_OBJECT"]
+    assert "no_such_object" in resp.verdicts[1].reasons[0] and "stone" in resp.verdicts[1].reasons[0]
+    assert resp.best_index == 0
+    assert len(resp.trajectories) == 2 and len(resp.trajectories[1].positions) == 0
+
+
+def test_stale_state(client):
+    client.perceive(client.sphere("old_stone"), age_s=5.0)
+    resp = client.rehearse_until(lambda r: r.verdicts[0].code_name != "NO_GO_UNKNOWN_OBJECT",
+                                 [client.drop("stale", "old_stone")])
+    assert codes(resp) == ["NO_GO_STALE_STATE"]
+    age = re.search(r"old_stone.* (\d+\.\d+) s old", resp.verdicts[0].reasons[0])
+    assert age and float(age.group(1)) >= 5.0, resp.verdicts[0].reasons
+    client.forget("old_stone")
+
+
+def test_non_finite_numbers_are_invalid(client):
+    bad = client.throw("nan_throw", (1.0, math.nan, 2.0))
+    resp = client.rehearse([bad, client.drop("fine")])
+    assert codes(resp) == ["NO_GO_INVALID_REQUEST", "GO"]
+    assert "release_velocity_mps.y" in resp.verdicts[0].reasons[0]
+    crit = client.criteria()
+    crit.target.center.x = math.inf
+    resp = client.rehearse([client.drop("x")], crit)
+    assert codes(resp) == ["NO_GO_INVALID_REQUEST"] and "criteria.target.center.x" in resp.verdicts[0].reasons[0]
+    # A perceived state with a NaN: requests naming that object are invalid, with the reason.
+    broken = client.sphere("broken")
+    broken.twist.linear.z = math.nan
+    client.perceive(broken)
+    resp = client.rehearse_until(lambda r: r.verdicts[0].code_name != "NO_GO_UNKNOWN_OBJECT",
+                                 [client.drop("b", "broken")])
+    assert codes(resp) == ["NO_GO_INVALID_REQUEST"]
+    assert "twist.linear.z" in resp.verdicts[0].reasons[0]
+    client.forget("broken")
+
+
+def test_too_many_candidates(client):
+    limit = client.get_param("max_candidates")
+    resp = client.rehearse([client.drop(f"c{i}") for i in range(limit + 1)])
+    assert set(codes(resp)) == {"NO_GO_TOO_MANY_CANDIDATES"} and len(resp.verdicts) == limit + 1
+    assert f"max_candidates {limit}" in resp.verdicts[0].reasons[0]
+
+
+def test_backend_error_from_a_request_the_model_rejects(client):
+    """Every number is finite and valid, but the drag factor rho Cd A / (2 m) of a 1e-300 kg
+    object with Cd 1e300 overflows to infinity: the forward model refuses the batch."""
+    feather = client.sphere("feather", mass=1e-300)
+    feather.drag_coefficient = 1e300
+    resp = client.rehearse([client.drop("f", "feather")], scene_objects=[feather])
+    assert codes(resp) == ["NO_GO_BACKEND_ERROR"], [list(v.reasons) for v in resp.verdicts]
+    assert "failed" in resp.verdicts[0].reasons[0]
+
+
+def test_deadline_via_runtime_parameter(client):
+    [ok] = client.set_params(deadline_ms=0.001)
+    assert ok.successful
+    try:
+        resp = client.rehearse([client.drop("late")])
+        assert codes(resp) == ["NO_GO_DEADLINE"] and "deadline" in resp.verdicts[0].reasons[0]
+    finally:
+        [ok] = client.set_params(deadline_ms=5000.0)
+        assert ok.successful
+    assert codes(client.rehearse([client.drop("in_time")])) == ["GO"]
+
+
+def test_scene_override(client):
+    here = client.sphere("imagined", position=(5.0, 5.0, 1.0))
+    resp = client.rehearse([client.drop("i", "imagined", at=(5.0, 5.0, 0.5))],
+                           client.criteria(center=(5.0, 5.0, 0.0)), scene_objects=[here])
+    assert codes(resp) == ["GO"]
+    # The perceived objects are not part of an override scene.
+    resp = client.rehearse([client.drop("s")], scene_objects=[here])
+    assert codes(resp) == ["NO_GO_UNKNOWN_OBJECT"] and "scene_objects" in resp.verdicts[0].reasons[0]
+
+
+def test_runtime_parameters_accepted_and_rejected(client):
+    [ok] = client.set_params(num_samples=32)
+    assert ok.successful and client.get_param("num_samples") == 32
+    [bad] = client.set_params(min_success_probability=1.5)  # outside its range [0, 1]
+    assert not bad.successful and "min_success_probability" in bad.reason
+    [bad] = client.set_params(busy_policy="sometimes")
+    assert not bad.successful and "wait, reject" in bad.reason
+    [bad] = client.set_params(gravity_mps2=[0.0, 0.0, 9.81])
+    assert not bad.successful and "negative" in bad.reason
+    [bad] = client.set_params(backend="pybullet")  # only while unconfigured
+    assert not bad.successful and "configure" in bad.reason
+    assert client.get_param("min_success_probability") == 0.9
+    assert client.get_param("backend") == "analytic"
+    # max_candidates lowered at runtime takes effect on the next request.
+    [ok] = client.set_params(max_candidates=2)
+    try:
+        assert codes(client.rehearse([client.drop(f"k{i}") for i in range(3)])) == ["NO_GO_TOO_MANY_CANDIDATES"] * 3
+    finally:
+        client.set_params(max_candidates=1024, num_samples=64)
+
+
+def test_response_trajectories_chosen_only(client):
+    [ok] = client.set_params(response_trajectories="chosen")
+    assert ok.successful
+    try:
+        resp = client.rehearse([client.drop("miss", at=(2.0, 0.0, 0.5)), client.drop("hit")])
+        assert codes(resp) == ["NO_GO_MISSES_TARGET", "GO"] and resp.best_index == 1
+        assert [t.action_id for t in resp.trajectories] == ["miss", "hit"]
+        assert len(resp.trajectories[0].positions) == 0 and len(resp.trajectories[1].positions) > 10
+    finally:
+        client.set_params(response_trajectories="all")
+
+
+def test_markers_when_visualize(client):
+    [ok] = client.set_params(visualize=True)
+    assert ok.successful
+    try:
+        resp = client.rehearse([client.drop("drawn")], client.criteria(keep_out=[("box", (3, 3, 0), (4, 4, 1))]))
+        assert codes(resp) == ["GO"]
+        arr = client.latest(client.markers, lambda m: any(k.ns == "tracks" for k in m.markers), what="markers")
+        namespaces = {m.ns for m in arr.markers}
+        assert {"target", "keep_out", "tracks", "landing"} <= namespaces
+    finally:
+        client.set_params(visualize=False)
+
+
+def test_diagnostics(client):
+    def ours(msg):
+        return any(s.name == "world_irp: rehearsal" and s.hardware_id.startswith(NS) and
+                   int(dict((kv.key, kv.value) for kv in s.values)["requests_total"]) > 0 for s in msg.status)
+    msg = client.latest(client.diagnostics, ours, what="/diagnostics of the node")
+    status = next(s for s in msg.status if s.hardware_id.startswith(NS))
+    values = {kv.key: kv.value for kv in status.values}
+    for key in ("request_rate_hz", "latency_p50_ms", "latency_p99_ms", "backend", "device", "newest_state_age_s"):
+        assert key in values, key
+    assert values["backend"] == "analytic" and values["lifecycle_state"] == "active"
+    assert float(values["latency_p99_ms"]) >= float(values["latency_p50_ms"]) > 0.0
+    assert float(values["newest_state_age_s"]) < 5.0
+    assert int(values["verdicts_GO"]) > 0
+
+
+def test_each_cause_logged_once_and_node_alive(client, node):
+    for _ in range(3):
+        client.rehearse([client.drop("again", "no_such_object")])
+    time.sleep(0.2)
+    out = node.output()
+    for code in ("NO_GO_UNKNOWN_OBJECT", "NO_GO_STALE_STATE", "NO_GO_INVALID_REQUEST", "NO_GO_DEADLINE",
+                 "NO_GO_BACKEND_ERROR", "NO_GO_TOO_MANY_CANDIDATES"):
+        assert len(re.findall(rf"NO-GO {code}:", out)) == 1, (code, out)
+    assert node.alive()
+    assert codes(client.rehearse([client.drop("still_here")])) == ["GO"]

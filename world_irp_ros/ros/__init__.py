@@ -1,0 +1,12 @@
+"""ROS 2 adapters of world_irp_ros: the only subpackage that imports rclpy.
+
+- ``node``: ``WorldIrpNode``, the managed (lifecycle) node ``world_irp``, and ``main``.
+- ``params``: its parameters (descriptions, ranges, runtime validation).
+- ``conversions``: messages <-> library types.
+- ``plan_action``: ``~/plan`` (``WorldIRP`` behind the action).
+- ``qos``, ``diagnostics``, ``markers``: QoS profiles, ``/diagnostics`` and ``~/markers``.
+
+Nothing is imported here, so ``import world_irp_ros.ros.conversions`` does not start a node.
+"""
+
+__all__ = ["conversions", "diagnostics", "markers", "node", "params", "plan_action", "qos"]
