@@ -23,7 +23,8 @@ def generate_launch_description() -> launch.LaunchDescription:
     sim = Node(package="world_irp_ros", executable="world_sim", name="world_sim", parameters=[demo],
                output="screen")
     irp = Node(package="world_irp_ros", executable="world_irp", name="world_irp",
-               parameters=[os.path.join(config, "world_irp.yaml"), demo], output="screen")
+               parameters=[os.path.join(config, "world_irp.yaml"), demo], output="screen",
+               remappings=[("/world_irp/object_states", "/world_sim/object_states")])
     controller = Node(package="world_irp_ros", executable="motor_controller", name="motor_controller",
                       parameters=[demo, {"trials": ParameterValue(LaunchConfiguration("trials"), value_type=int)}],
                       output="screen")

@@ -40,13 +40,14 @@ def test_fit_recovers_the_true_drag_coefficient(backend):
     assert result.rms_after_m < result.rms_before_m
 
 
-def test_compare_of_identical_tracks_is_zero(backend):
+def test_compare_of_identical_tracks_is_near_zero(backend):
     request = RehearsalRequest(_scene(0.47), (THROW,), Criteria(horizon_s=1.5))
     traj = Rehearser(backend).rehearse(request).trajectories[0]
     cmp = compare(traj, ObservedTrack(traj.t_s, traj.positions_m), floor_z_m=0.04)
     assert cmp.rms_track_error_m < 1e-9
-    assert cmp.landing_error_m < 1e-9
-    assert abs(cmp.landing_time_error_s) < 1e-9
+    # The observed landing is estimated from 30 Hz samples (parabola to the floor): mm-accurate.
+    assert cmp.landing_error_m < 0.003
+    assert abs(cmp.landing_time_error_s) < 1e-3
 
 
 def test_bounce_restitution_from_a_vacuum_drop():

@@ -74,15 +74,34 @@ class CalibrationResult:
 
 
 def first_contact(t_s: np.ndarray, positions_m: np.ndarray, floor_z_m: float) -> tuple[float, np.ndarray]:
-    """Time and point where a sampled track first reaches ``floor_z_m`` (object centre height),
-    interpolated linearly between samples; (nan, nan) when it never does."""
-    below = np.nonzero(positions_m[:, 2] <= floor_z_m)[0]
-    if below.size == 0 or below[0] == 0:
+    """Time and point where a sampled track first reaches ``floor_z_m`` (object centre height);
+    (nan, nan) when it never does. A bounce usually falls between samples, so the first sample
+    near the floor or the first low turning point ends the descent, and a parabola through the
+    last descending samples is extended to the floor."""
+    z = positions_m[:, 2]
+    near = np.nonzero(z <= floor_z_m + 0.01)[0]
+    dz = np.diff(z)
+    turns = np.nonzero((dz[:-1] < 0) & (dz[1:] >= 0) & (z[1:-1] < floor_z_m + 0.05))[0] + 1
+    ends = [x[0] for x in (near, turns) if x.size]
+    if not ends or min(ends) == 0:
         return float("nan"), np.full(3, np.nan)
-    i = below[0]
-    z0, z1 = positions_m[i - 1, 2], positions_m[i, 2]
-    f = (z0 - floor_z_m) / (z0 - z1) if z0 != z1 else 1.0
-    return float(t_s[i - 1] + f * (t_s[i] - t_s[i - 1])), positions_m[i - 1] + f * (positions_m[i] - positions_m[i - 1])
+    i = min(ends)
+    if z[i] <= floor_z_m or i < 3:
+        # Crossed between samples i-1 and i (or too few samples to fit): linear interpolation.
+        k = i if z[i] <= floor_z_m else i + 1
+        if k >= z.size or z[k] > floor_z_m:
+            return float(t_s[i]), positions_m[i].copy()
+        f = (z[k - 1] - floor_z_m) / (z[k - 1] - z[k]) if z[k - 1] != z[k] else 1.0
+        return float(t_s[k - 1] + f * (t_s[k] - t_s[k - 1])), positions_m[k - 1] + f * (positions_m[k] - positions_m[k - 1])
+    pre = np.arange(max(0, i - 4), i + (1 if z[i] > z[i - 1] else 0))
+    pre = pre[np.r_[True, np.diff(z[pre]) < 0]]  # the descending samples only
+    coef = np.polyfit(t_s[pre], z[pre] - floor_z_m, 2 if pre.size >= 3 else 1)
+    roots = [r.real for r in np.roots(coef) if abs(r.imag) < 1e-9 and r.real >= t_s[pre[-1]] - 1e-9]
+    if not roots:
+        return float(t_s[i]), positions_m[i].copy()
+    tc = min(roots)
+    xy = [np.polyval(np.polyfit(t_s[pre], positions_m[pre, a], 1), tc) for a in (0, 1)]
+    return float(tc), np.array([xy[0], xy[1], floor_z_m])
 
 
 def compare(predicted: Trajectory, observed: ObservedTrack, floor_z_m: float) -> TrackComparison:
@@ -94,7 +113,9 @@ def compare(predicted: Trajectory, observed: ObservedTrack, floor_z_m: float) ->
     pred = np.stack([np.interp(t, predicted.t_s, predicted.positions_m[:, i]) for i in range(3)], axis=1)
     obs = observed.positions_m[: t.shape[0]]
     rms = float(np.sqrt(np.mean(np.sum((pred - obs) ** 2, axis=1))))
-    tp, lp = first_contact(predicted.t_s, predicted.positions_m, floor_z_m)
+    contact = next((e for e in predicted.events if e.kind in ("ground", "obstacle")), None)
+    tp, lp = ((contact.time_s, np.array(contact.position_m)) if contact is not None
+              else first_contact(predicted.t_s, predicted.positions_m, floor_z_m))
     to, lo = first_contact(observed.t_s, observed.positions_m, floor_z_m)
     return TrackComparison(t, pred, obs, rms, lp, lo, float(np.linalg.norm(lp - lo)), to - tp)
 

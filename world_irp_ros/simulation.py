@@ -35,7 +35,7 @@ def default_stones() -> tuple[SimStone, ...]:
                             uncertainty=Uncertainty(drag_rel_std=0.3, restitution_std=0.05, mass_rel_std=0.05),
                             label="stone")
         return SimStone(model, cd_true, mass, e_true)
-    return (stone("pumice", 0.04, 0.08, 0.62, 0.47, 0.25, 0.3, -0.25),
+    return (stone("pumice", 0.05, 0.05, 0.62, 0.47, 0.25, 0.3, -0.25),
             stone("granite", 0.03, 0.2, 0.47, 0.36, 0.3, 0.3, -0.1),
             stone("pebble", 0.02, 0.05, 0.55, 0.42, 0.35, 0.3, 0.05))
 
@@ -46,12 +46,12 @@ class SimScene:
 
     environment: Environment = field(default_factory=lambda: Environment(obstacles=(
         Obstacle("table", (-0.4, -0.6, 0.0), (0.4, 0.6, 0.75), restitution=0.5, friction=0.8),
-        Obstacle("laptop", (1.55, 0.2, 0.0), (1.9, 0.45, 0.03), restitution=0.2, friction=0.8))))
+        Obstacle("laptop", (3.0, 0.25, 0.0), (3.35, 0.5, 0.03), restitution=0.2, friction=0.8))))
     stones: tuple[SimStone, ...] = field(default_factory=default_stones)
-    target: TargetRegion = TargetRegion((2.0, 0.0, 0.0), 0.15)
+    target: TargetRegion = TargetRegion((3.5, 0.0, 0.0), 0.2)
     # The zone around the laptop that no GO may enter: the laptop plus a safety margin and the air
     # above it, so a stone may not even skim it.
-    laptop_zone: KeepOutZone = KeepOutZone("laptop", (1.45, 0.1, 0.0), (2.0, 0.55, 0.35))
+    laptop_zone: KeepOutZone = KeepOutZone("laptop", (2.9, 0.15, 0.0), (3.45, 0.6, 0.35))
     release_position_m: tuple[float, float, float] = (0.3, 0.0, 1.2)
     position_noise_std_m: float = 0.002
     velocity_noise_std_mps: float = 0.02

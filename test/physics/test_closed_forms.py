@@ -231,3 +231,14 @@ def test_not_released_within_the_horizon_stays_put(analytic, make_batch):
     np.testing.assert_allclose(res.positions_m[:, :, 0], np.tile([0.0, 0.0, 1.0], (res.positions_m.shape[0], 1)))
     assert np.isnan(res.landing_time_s[0]) and res.event_count[0] == 0
     assert res.final_mode[0] == MODE_FLIGHT
+
+
+def test_contact_on_a_step_boundary_samples_cleanly(analytic, make_batch):
+    """Landing exactly at a step's end (t = 0.6 s = 36/60) with a sample there: no spurious velocity."""
+    res = analytic.rollout(make_batch((1.0, 0.0, 0.125), (0.5, 0.0, 1.5), half_extent=0.125, rolls=0.0, restitution=0.0,
+                                      friction=0.0, ground_restitution=0.0, ground_friction=0.0, gravity=(0.0, 0.0, -5.0),
+                                      horizon=1.0, sample_times=np.linspace(0.0, 1.0, 41)))
+    assert res.landing_time_s[0] == pytest.approx(0.6, abs=1e-12)
+    np.testing.assert_allclose(res.velocities_mps[:, 0, 0], 0.5, atol=1e-9)
+    k = 24                                            # t = 0.6: the pre-impact velocity
+    np.testing.assert_allclose(res.velocities_mps[k, :, 0], [0.5, 0.0, -1.5], atol=1e-9)

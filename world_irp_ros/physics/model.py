@@ -57,6 +57,7 @@ MOVE_EPS = 1e-12        # m: a displacement below this along an axis counts as n
 ROOT_ITERS = 6          # safeguarded Newton iterations locating an event inside a step
 CLEAR_ITERS = 32        # bisection iterations locating the closest approach to a keep-out zone
 MAX_SEGMENTS = 16       # sub-steps (events) allowed inside one integration step before giving up
+SHORT_SEGMENT = 1e-6    # s: samples inside a shorter segment take its end state
 UNSET = -1.0            # "no time yet" in the kernel; NaN in RolloutResult
 
 # Kinds of contact found inside a step.
@@ -387,7 +388,9 @@ def write_samples(active, t0, t1, seg_h, p0x, p0y, p0z, v0x, v0y, v0z, p1x, p1y,
         ts = tsamp[ki]
         cond = active & (ks < n_t) & (ts <= t1)
         if any_(cond):
-            s = clip((ts - t0) * inv, 0.0, 1.0)
+            # A segment shorter than SHORT_SEGMENT (e.g. between an event and the step's end) reports
+            # its end state: its end points differ by rounding and face snapping, not by v * h.
+            s = where(seg_h > SHORT_SEGMENT, clip((ts - t0) * inv, 0.0, 1.0), 1.0)
             s2 = s * s
             s3 = s2 * s
             a0 = 2.0 * s3 - 3.0 * s2 + 1.0         # Hermite basis, the same as ``hermite``

@@ -18,6 +18,10 @@ import numpy as np
 
 
 
+# world_irp perceives what the simulator publishes.
+SIM_STATES = "/world_sim/object_states"
+
+
 def _share_config(name: str) -> str:
     """Path of a file in config/, installed (share/world_irp_ros/config) or in the source tree."""
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
@@ -47,11 +51,15 @@ def run(trials: int, out_dir: Path, timeout_s: float) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_file = out_dir / "summary.json"
     summary_file.unlink(missing_ok=True)
+    # Every demo starts from what perception reports: calibration is learnt anew.
+    calibration_file = out_dir / "calibration.json"
+    calibration_file.unlink(missing_ok=True)
     demo_params = _share_config("sim_demo.yaml")
     procs = [
         _start("world_sim", ["--params-file", demo_params], out_dir / "world_sim.log"),
-        _start("world_irp", ["--params-file", _share_config("world_irp.yaml"), "--params-file", demo_params],
-               out_dir / "world_irp.log"),
+        _start("world_irp", ["--params-file", _share_config("world_irp.yaml"), "--params-file", demo_params,
+                             "-p", f"calibration_file:={calibration_file}",
+                             "-r", f"/world_irp/object_states:={SIM_STATES}"], out_dir / "world_irp.log"),
     ]
     controller = _start("motor_controller", ["--params-file", demo_params, "-p", f"trials:={trials}",
                                              "-p", f"summary_file:={summary_file}"], out_dir / "motor_controller.log")

@@ -17,7 +17,7 @@ import numpy as np
 
 from world_irp_ros import msg as irp_msg
 
-from ..calibration import CalibrationStore, ObservedTrack, calibrate, compare
+from ..calibration import CalibrationResult, CalibrationStore, ObservedTrack, calibrate, compare
 from ..scene import CandidateAction, Criteria, Environment, ObjectModel, RehearsalRequest, Scene
 from . import conversions as conv
 from . import qos
@@ -25,6 +25,14 @@ from . import qos
 # The object counts as settled once slower than this (m/s) for SETTLE_S after its first contact.
 SETTLE_SPEED_MPS = 0.03
 SETTLE_S = 0.3
+# The track starts at the sample nearest the commanded release point among the first few, when it
+# is this close (m): the first sample after the release may already be a frame's flight away.
+RELEASE_MATCH_M = 0.3
+RELEASE_SEARCH_SAMPLES = 10
+# A calibration is kept only when its fit explains the flight to within this RMS (m) and every
+# fitted value is known to within this fraction of itself.
+MAX_FIT_RMS_M = 0.03
+MAX_RELATIVE_STD = 0.3
 
 
 @dataclass
@@ -99,15 +107,30 @@ class ExecutionMonitor:
                 self._node.get_logger().error(f"prediction error of {w.action.id!r}: {type(err).__name__}: {err}")
 
     def _finish(self, w: _Watch) -> None:
-        observed = ObservedTrack(np.array(w.t_s), np.array(w.positions_m))
+        t, p = np.array(w.t_s), np.array(w.positions_m)
+        # Samples stamped after the command but taken before the object left the hand's release
+        # point (latency) show it where it was: the track starts where it is at the release point.
+        start = w.action.release_position_m or w.model.position_m
+        gap = np.linalg.norm(p[:RELEASE_SEARCH_SAMPLES] - np.array(start), axis=1)
+        if gap.size and gap.min() < RELEASE_MATCH_M:
+            first = int(np.argmin(gap))
+            t, p = t[first:], p[first:]
+        observed = ObservedTrack(t, p)
         env: Environment = self._node.environment()
         floor = env.ground_height_m + float(w.model.half_extents_m()[2])
         cmp = compare(w.prediction, observed, floor)
         scene = Scene(env, {w.model.id: w.model})
         result = calibrate(self._node.rehearser().backend, scene, w.action, observed)
-        self.store.update(w.model.id, result)
-        if self.calibration_file:
-            self.store.save(self.calibration_file)
+        if result.rms_after_m > MAX_FIT_RMS_M or any(
+                s > MAX_RELATIVE_STD * max(abs(a), 1e-9) for a, s in zip(result.after, result.std_after)):
+            # A fit that explains the track badly (a disturbed or truncated track) teaches nothing.
+            self._node.get_logger().warning(
+                f"{w.action.id}: calibration rejected (fit RMS {result.rms_after_m * 100:.1f} cm)")
+            result = CalibrationResult()
+        else:
+            self.store.update(w.model.id, result)
+            if self.calibration_file:
+                self.store.save(self.calibration_file)
         m = irp_msg.PredictionError()
         m.header.stamp = self._node.get_clock().now().to_msg()
         m.header.frame_id = self._node.frame_id()

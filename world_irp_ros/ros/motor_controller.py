@@ -36,10 +36,10 @@ class MotorController(Node):
         p = self.declare_parameter
         self.object_id = str(p("object_id", "pumice").value)
         self.trials = int(p("trials", 10).value)
-        self.target_center = list(p("target_center_m", [2.0, 0.0, 0.0]).value)
-        self.target_radius = float(p("target_radius_m", 0.15).value)
+        self.target_center = list(p("target_center_m", [3.5, 0.0, 0.0]).value)
+        self.target_radius = float(p("target_radius_m", 0.2).value)
         self.keep_out_name = str(p("keep_out_name", "laptop").value)
-        self.keep_out_box = list(p("keep_out_box_m", [1.45, 0.1, 0.0, 2.0, 0.55, 0.35]).value)
+        self.keep_out_box = list(p("keep_out_box_m", [2.9, 0.15, 0.0, 3.45, 0.6, 0.35]).value)
         self.release = list(p("release_position_m", [0.3, 0.0, 1.2]).value)
         self.speed_range = list(p("release_speed_range_mps", [2.0, 9.0]).value)
         self.elevation_range = list(p("elevation_range_rad", [0.0, 1.2]).value)
@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         node.get_logger().error(f"motor_controller stopped: {err}")
         return 1
     finally:
+        # Stop the spinning thread before tearing down what it spins.
+        rclpy.try_shutdown()
+        spinner.join(timeout=5.0)
         executor.shutdown()
         node.destroy_node()
-        rclpy.try_shutdown()

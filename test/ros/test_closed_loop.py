@@ -1,0 +1,28 @@
+"""The closed loop end to end: world_sim, world_irp and motor_controller as real processes.
+
+A shorter run of `./run demo`: the prediction error after calibration is at most half of the
+first trial's, and no GO throw ever touches the laptop in the simulator.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+
+def test_calibration_halves_the_landing_error_and_go_never_hits_the_laptop(tmp_path, child_env):
+    out = tmp_path / "loop"
+    proc = subprocess.run(["world-irp", "closed-loop", "--trials", "4", "--out", str(out), "--timeout", "240"],
+                          env=child_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert (out / "closed_loop.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary["laptop_contacts"] == 0
+    thrown = [t for t in summary["trials"] if t["go"] and t["landing_error_m"] is not None]
+    assert len(thrown) >= 3, summary["trials"]
+    first, later = thrown[0]["landing_error_m"], [t["landing_error_m"] for t in thrown[1:]]
+    assert sorted(later)[len(later) // 2] <= 0.5 * first, (first, later)
+    assert "drag_coefficient" in thrown[0]["calibrated"]
