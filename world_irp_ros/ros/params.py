@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterable, Sequence
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
 from ..backends import DEVICES, REGISTRY
@@ -179,6 +180,14 @@ def validate_changes(params: Iterable[Parameter], configured: bool) -> str | Non
     return None
 
 
+def _value(node, name: str) -> Any:
+    """A parameter's value; None for one declared by type and never set."""
+    try:
+        return node.get_parameter(name).value
+    except ParameterUninitializedException:
+        return None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Snapshot of every parameter, read by the request paths (replaced whole on change)."""
@@ -216,7 +225,7 @@ class Settings:
     @classmethod
     def from_node(cls, node, overrides: Iterable[Parameter] = ()) -> "Settings":
         """Read every parameter from ``node``, with ``overrides`` (a change being applied) on top."""
-        values = {f.name: node.get_parameter(f.name).value for f in fields(cls)}
+        values = {f.name: _value(node, f.name) for f in fields(cls)}
         for p in overrides:
             if p.name in values:
                 values[p.name] = p.value
