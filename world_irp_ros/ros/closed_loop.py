@@ -90,6 +90,10 @@ def plot(summary: dict, path: Path) -> None:
     for colour, t in zip(colours, trials):
         pred = np.array(t["predicted_positions_m"])
         obs = np.array(t["observed_positions_m"])
+        if pred.size and obs.size:
+            # The controller starts recording at the command: drop what perception showed before
+            # the object reached the release point (where the stone lay after the last throw).
+            obs = obs[int(np.argmin(np.linalg.norm(obs[:10] - pred[0], axis=1))):]
         if pred.size:
             ax.plot(pred[:, 0], pred[:, 2], "--", color=colour, lw=1)
         if obs.size:
@@ -98,7 +102,7 @@ def plot(summary: dict, path: Path) -> None:
     ax.plot([c[0] - r, c[0] + r], [c[2], c[2]], "g-", lw=6, alpha=0.5, label="target")
     box = summary["keep_out_box_m"]
     ax.add_patch(plt.Rectangle((box[0], box[2]), box[3] - box[0], box[5] - box[2], color="r", alpha=0.25,
-                               label="laptop keep-out"))
+                               label=f"laptop keep-out (beside the throws: y {box[1]:g} to {box[4]:g} m)"))
     ax.set(xlabel="x (m)", ylabel="z (m)", title="predicted (dashed) vs observed (solid) tracks")
     ax.set_ylim(bottom=-0.05)
     ax.legend(fontsize=7, ncol=2)
