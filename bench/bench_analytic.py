@@ -4,7 +4,8 @@ Scene ("stone throw"): N candidates released at 1.2 m at 3-10 m/s (half stones t
 balls that roll; quadratic drag), a table to land on and slide off, one keep-out box, the ground;
 2 s horizon, RK4 at dt = 1/60 s, 61 samples. Columns, per N = 1, 64, 1024, 8192:
 
-* analytic: ``AnalyticBackend("cpu")`` -- the numba kernel (all threads numba has);
+* analytic: ``AnalyticBackend("cpu")`` -- the numba kernel (all threads numba has; also with one
+  thread, whose time is robust to other jobs competing for the cores);
 * torch eager: ``AnalyticBackend("cpu", engine="torch")`` -- the same ``physics.model`` functions
   run on float64 tensors in a Python step loop (what the CUDA path runs, here on the CPU);
 * SciPy DOP853 (rtol 1e-10, ground event) per throw, flight to the first ground contact only, timed
@@ -30,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 from scipy.integrate import solve_ivp
 
@@ -47,7 +49,6 @@ G = np.array([0.0, 0.0, -9.81])
 
 def machine() -> dict:
     """What the numbers were measured on (the load average says how busy the machine was)."""
-    import numba
     import torch
 
     cpu = platform.processor()
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         flight = stone_throws(n, flight_only=True)
         a50, amin = timed_ms(lambda: numba_backend.rollout(batch), reps[n])
         f50, fmin = timed_ms(lambda: numba_backend.rollout(flight), reps[n])
+        numba.set_num_threads(1)        # one thread: the CPU time of the work, robust to a busy machine
+        s50, smin = timed_ms(lambda: numba_backend.rollout(batch), reps[n])
+        numba.set_num_threads(host["numba_threads"])
         t50, tmin = timed_ms(lambda: torch_backend.rollout(batch), torch_reps[n])
         if n <= 64:
             start = time.perf_counter()
@@ -188,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             dop_ms = dop_per_throw_ms * n
             dop_measured = False
-        rows.append({"n": n, "analytic_p50_ms": a50, "analytic_min_ms": amin, "flight_only_p50_ms": f50,
+        rows.append({"n": n, "analytic_p50_ms": a50, "analytic_min_ms": amin, "analytic_1_thread_p50_ms": s50,
+                     "analytic_1_thread_min_ms": smin, "flight_only_p50_ms": f50,
                      "flight_only_min_ms": fmin, "torch_eager_p50_ms": t50, "torch_eager_min_ms": tmin,
                      "dop853_ms": dop_ms, "dop853_measured": dop_measured,
                      "torch_over_analytic_p50": t50 / a50, "dop853_over_analytic_p50": dop_ms / a50})
@@ -231,12 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{host['cpu']}, {host['cores']} cores, numba {host['numba']} ({host['numba_threads']} threads), "
           f"torch {host['torch']}; load average {host['load_average_1min']:.2f} -> "
           f"{host['load_average_1min_after']:.2f}\n")
-    print("| N | analytic p50 / min (ms) | flight only p50 / min (ms) | torch eager p50 / min (ms) "
-          "| SciPy DOP853 (ms) | torch / analytic | DOP853 / analytic |")
-    print("|---|---|---|---|---|---|---|")
+    print("| N | analytic p50 / min (ms) | analytic, 1 thread p50 / min (ms) | flight only p50 / min (ms) "
+          "| torch eager p50 / min (ms) | SciPy DOP853 (ms) | torch / analytic | DOP853 / analytic |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         dop = f"{r['dop853_ms']:.1f}" + ("" if r["dop853_measured"] else " (extrap.)")
         print(f"| {r['n']} | {r['analytic_p50_ms']:.3f} / {r['analytic_min_ms']:.3f} "
+              f"| {r['analytic_1_thread_p50_ms']:.3f} / {r['analytic_1_thread_min_ms']:.3f} "
               f"| {r['flight_only_p50_ms']:.3f} / {r['flight_only_min_ms']:.3f} "
               f"| {r['torch_eager_p50_ms']:.1f} / {r['torch_eager_min_ms']:.1f} | {dop} "
               f"| {r['torch_over_analytic_p50']:.0f}x | {r['dop853_over_analytic_p50']:.0f}x |")

@@ -73,6 +73,23 @@ class CalibrationResult:
         return self.after[self.names.index(name)]
 
 
+# A bounce shows as a sample lower than both neighbours after a descent of more than this over the
+# two samples before it (m): perception noise on a resting object does not qualify.
+BOUNCE_DROP_M = 0.02
+# A step between samples this many times the usual one is a gap (dropped frames): a landing
+# inside it is not observed.
+MAX_GAP_FACTOR = 3.0
+
+
+def _bounces(z: np.ndarray) -> np.ndarray:
+    """Indices of the samples where a sampled height track turns up after a real descent."""
+    if z.size < 4:
+        return np.zeros(0, dtype=int)
+    mid = z[2:-1]
+    low = (mid < z[1:-2]) & (mid <= z[3:]) & (z[:-3] - mid > BOUNCE_DROP_M)
+    return np.nonzero(low)[0] + 2
+
+
 def first_contact(t_s: np.ndarray, positions_m: np.ndarray, floor_z_m: float) -> tuple[float, np.ndarray]:
     """Time and point where a sampled track first reaches ``floor_z_m`` (object centre height);
     (nan, nan) when it never does. A bounce usually falls between samples, so the first sample
@@ -80,12 +97,14 @@ def first_contact(t_s: np.ndarray, positions_m: np.ndarray, floor_z_m: float) ->
     last descending samples is extended to the floor."""
     z = positions_m[:, 2]
     near = np.nonzero(z <= floor_z_m + 0.01)[0]
-    dz = np.diff(z)
-    turns = np.nonzero((dz[:-1] < 0) & (dz[1:] >= 0) & (z[1:-1] < floor_z_m + 0.05))[0] + 1
+    turns = _bounces(z)
     ends = [x[0] for x in (near, turns) if x.size]
     if not ends or min(ends) == 0:
         return float("nan"), np.full(3, np.nan)
     i = min(ends)
+    dt = np.diff(t_s)
+    if dt[i - 1] > MAX_GAP_FACTOR * np.median(dt):
+        return float("nan"), np.full(3, np.nan)  # the landing fell into a gap of the track
     if z[i] <= floor_z_m or i < 3:
         # Crossed between samples i-1 and i (or too few samples to fit): linear interpolation.
         k = i if z[i] <= floor_z_m else i + 1
@@ -192,7 +211,7 @@ def bounce_restitution(observed: ObservedTrack, floor_z_m: float) -> float | Non
     impact usually falls between samples). None when the track shows no clean bounce."""
     t, z = observed.t_s, observed.positions_m[:, 2]
     dz = np.diff(z)
-    turns = np.nonzero((dz[:-1] < 0) & (dz[1:] > 0) & (z[1:-1] < floor_z_m + 0.05))[0] + 1
+    turns = _bounces(z)
     if turns.size == 0:
         return None
     i = turns[0]

@@ -1,7 +1,7 @@
 """The simulated world of the closed-loop demo: PyBullet as "reality", with parameters that differ
 from what perception reports, so prediction errors are real and calibration has work to do.
 
-The scene: a table with a laptop and a cup on it, stones on the table, and a target on the floor
+The scene: a table with stones and a cup on it, a laptop on the floor, and a target on the floor
 beside the laptop. Drag is applied as an external force every step with each stone's TRUE drag
 coefficient; perception reports a biased one. No ROS here: ``world_irp_ros.ros.sim_node`` adapts it.
 """
@@ -46,7 +46,8 @@ class SimScene:
 
     environment: Environment = field(default_factory=lambda: Environment(obstacles=(
         Obstacle("table", (-0.4, -0.6, 0.0), (0.4, 0.6, 0.75), restitution=0.5, friction=0.8),
-        Obstacle("laptop", (3.0, 0.25, 0.0), (3.35, 0.5, 0.03), restitution=0.2, friction=0.8))))
+        Obstacle("laptop", (3.0, 0.25, 0.0), (3.35, 0.5, 0.03), restitution=0.2, friction=0.8),
+        Obstacle("cup", (-0.25, 0.3, 0.75), (-0.17, 0.38, 0.85), restitution=0.4, friction=0.6))))
     stones: tuple[SimStone, ...] = field(default_factory=default_stones)
     target: TargetRegion = TargetRegion((3.5, 0.0, 0.0), 0.2)
     # The zone around the laptop that no GO may enter: the laptop plus a safety margin and the air

@@ -183,3 +183,20 @@ def test_kernel_cache_is_keyed_on_the_sources_and_reused_by_a_new_process(tmp_pa
     assert info["hits"] == 2 and info["misses"] == 0, info    # this session already compiled both
     assert not info["rclpy"], "the core library must not import rclpy"
     assert not info["torch"], "the CPU engine must not need torch"
+
+
+def test_reused_sample_buffers_never_overwrite_a_result_still_held(cpu):
+    """Large sample arrays come from a pool of buffers no result references any more."""
+    a, b = stone_throws(1500, seed=11), stone_throws(1500, seed=12)
+    first = cpu.rollout(a)
+    kept = first.positions_m.copy(), first.velocities_mps.copy()
+    view = first.velocities_mps[-1]                       # a view alone keeps the buffer too
+    for _ in range(3):
+        cpu.rollout(b)
+    np.testing.assert_array_equal(first.positions_m, kept[0])
+    del first
+    for _ in range(3):
+        cpu.rollout(b)
+    np.testing.assert_array_equal(view, kept[1][-1])
+    again = cpu.rollout(a)
+    np.testing.assert_array_equal(again.positions_m, kept[0])

@@ -242,3 +242,22 @@ def test_contact_on_a_step_boundary_samples_cleanly(analytic, make_batch):
     np.testing.assert_allclose(res.velocities_mps[:, 0, 0], 0.5, atol=1e-9)
     k = 24                                            # t = 0.6: the pre-impact velocity
     np.testing.assert_allclose(res.velocities_mps[k, :, 0], [0.5, 0.0, -1.5], atol=1e-9)
+
+
+def test_impact_rules_on_plain_numbers():
+    """The model's functions also run on plain floats: the impact rules of docs/physics.md."""
+    from world_irp_ros.physics.model import impact_up, reflect
+
+    # Sphere without spin, much friction: the centre loses 2/7 of its speed, the spin takes 5/7.
+    vx, vy, vz, w, settle = impact_up(3.0, 0.0, -4.0, 0.0, 0.5, 10.0, True)
+    assert (vx, vy, vz, settle) == (pytest.approx(15 / 7), 0.0, 2.0, False) and w == pytest.approx(15 / 7)
+    # Box: Coulomb, at most mu (1 + e) |v_n|.
+    vx, _, vz, _, _ = impact_up(3.0, 0.0, -4.0, 0.0, 0.5, 0.2, False)
+    assert vx == pytest.approx(3.0 - 0.2 * 1.5 * 4.0) and vz == 2.0
+    # ... never reversing.
+    assert impact_up(0.5, 0.0, -4.0, 0.0, 0.5, 5.0, False)[0] == 0.0
+    # A rebound below V_BOUNCE_STOP ends bouncing.
+    _, _, vz, _, settle = impact_up(1.0, 0.0, -0.2, 0.0, 0.5, 0.5, False)
+    assert settle and vz == 0.0
+    # Side face (outward normal -x): reflect with restitution when approaching only.
+    assert reflect(2.0, -1.0, 0.5) == -1.0 and reflect(-2.0, -1.0, 0.5) == -2.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.ros
@@ -15,14 +16,20 @@ pytestmark = pytest.mark.ros
 
 def test_calibration_halves_the_landing_error_and_go_never_hits_the_laptop(tmp_path, child_env):
     out = tmp_path / "loop"
-    proc = subprocess.run(["world-irp", "closed-loop", "--trials", "4", "--out", str(out), "--timeout", "240"],
+    proc = subprocess.run(["world-irp", "closed-loop", "--trials", "7", "--out", str(out), "--timeout", "240"],
                           env=child_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert (out / "closed_loop.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["laptop_contacts"] == 0
     thrown = [t for t in summary["trials"] if t["go"] and t["landing_error_m"] is not None]
-    assert len(thrown) >= 3, summary["trials"]
-    first, later = thrown[0]["landing_error_m"], [t["landing_error_m"] for t in thrown[1:]]
-    assert sorted(later)[len(later) // 2] <= 0.5 * first, (first, later)
-    assert "drag_coefficient" in thrown[0]["calibrated"]
+    assert len(thrown) >= 4, summary["trials"]
+    # "After calibration": the throws that followed the first calibration world_irp accepted
+    # (it rejects fits to a disturbed observation, so that may be after trial 0).
+    calibrated = [i for i, t in enumerate(thrown) if "drag_coefficient" in t["calibrated"]]
+    assert calibrated, "world_irp never recalibrated the stone"
+    first, later = thrown[0]["landing_error_m"], [t["landing_error_m"] for t in thrown[calibrated[0] + 1:]]
+    assert len(later) >= 2, summary["trials"]
+    # The median, because a single disturbed observation can spoil one comparison without saying
+    # anything about the calibration.
+    assert float(np.median(later)) <= 0.5 * first, (first, later)

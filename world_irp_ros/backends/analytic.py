@@ -8,6 +8,8 @@ checked on machines without a GPU. Deterministic: no randomness anywhere.
 from __future__ import annotations
 
 import math
+import sys
+import threading
 import time
 from typing import Any
 
@@ -90,6 +92,36 @@ def prepare(batch: RolloutBatch) -> dict[str, Any]:
     return prep
 
 
+_POOL_LOCK = threading.Lock()
+_POOL: dict[tuple[int, int], list[np.ndarray]] = {}
+_POOL_MIN_BYTES = 1 << 20          # smaller sample buffers are simply allocated
+_POOL_MAX_BYTES = 256 << 20        # keep at most this much for reuse
+_POOL_PER_SHAPE = 3
+
+
+def _sample_buffer(n: int, n_t: int) -> np.ndarray:
+    """An uninitialised (T, 3, N) sample array in rollout-major memory (a transposed (N, T, 3) array).
+
+    Large buffers come from a small pool of buffers that no result references any more: touching
+    fresh memory inside the parallel kernel costs page faults that the threads queue for (measured
+    at N = 8192: 27 ms per call with fresh buffers, 10 ms with reused ones).
+    """
+    size = n * n_t * 3 * 8
+    if size < _POOL_MIN_BYTES:
+        return np.empty((n, n_t, 3)).transpose(1, 2, 0)
+    key = (n, n_t)
+    with _POOL_LOCK:
+        bases = _POOL.setdefault(key, [])
+        for base in bases:
+            if sys.getrefcount(base) <= 3:      # held by the pool list, this loop and the call only
+                return base.transpose(1, 2, 0)
+        base = np.empty((n, n_t, 3))
+        held = sum(b.nbytes for bs in _POOL.values() for b in bs)
+        if len(bases) < _POOL_PER_SHAPE and held + size <= _POOL_MAX_BYTES:
+            bases.append(base)
+        return base.transpose(1, 2, 0)
+
+
 def allocate(n: int, n_t: int, n_z: int) -> dict[str, np.ndarray]:
     """Output arrays of the engines, holding their "unset" values."""
     e = MAX_EVENTS
@@ -98,7 +130,7 @@ def allocate(n: int, n_t: int, n_z: int) -> dict[str, np.ndarray]:
         # each rollout's writes in one place instead of one page per value.
         # Every sample is written exactly once (before release, by a segment, or after the last
         # step by ``finish``), so they need no zeroing.
-        "pos_s": np.empty((n, n_t, 3)).transpose(1, 2, 0), "vel_s": np.empty((n, n_t, 3)).transpose(1, 2, 0),
+        "pos_s": _sample_buffer(n, n_t), "vel_s": _sample_buffer(n, n_t),
         "land_t": np.full(n, UNSET), "land_p": np.zeros((3, n)), "rest_t": np.full(n, UNSET),
         "ko_t": np.full((n_z, n), UNSET), "ko_c": np.full((n_z, n), BIG),
         "ev_kind": np.full((e, n), -1.0), "ev_idx": np.full((e, n), -1.0), "ev_t": np.full((e, n), UNSET),

@@ -25,10 +25,9 @@ from . import qos
 # The object counts as settled once slower than this (m/s) for SETTLE_S after its first contact.
 SETTLE_SPEED_MPS = 0.03
 SETTLE_S = 0.3
-# The track starts at the sample nearest the commanded release point among the first few, when it
-# is this close (m): the first sample after the release may already be a frame's flight away.
+# The track starts at the first sample this close to the commanded release point (m): the first
+# sample after the release may already be a frame's flight away from it.
 RELEASE_MATCH_M = 0.3
-RELEASE_SEARCH_SAMPLES = 10
 # A calibration is kept only when its fit explains the flight to within this RMS (m) and every
 # fitted value is known to within this fraction of itself.
 MAX_FIT_RMS_M = 0.03
@@ -111,10 +110,9 @@ class ExecutionMonitor:
         # Samples stamped after the command but taken before the object left the hand's release
         # point (latency) show it where it was: the track starts where it is at the release point.
         start = w.action.release_position_m or w.model.position_m
-        gap = np.linalg.norm(p[:RELEASE_SEARCH_SAMPLES] - np.array(start), axis=1)
-        if gap.size and gap.min() < RELEASE_MATCH_M:
-            first = int(np.argmin(gap))
-            t, p = t[first:], p[first:]
+        near = np.nonzero(np.linalg.norm(p - np.array(start), axis=1) < RELEASE_MATCH_M)[0]
+        if near.size:
+            t, p = t[near[0]:], p[near[0]:]
         observed = ObservedTrack(t, p)
         env: Environment = self._node.environment()
         floor = env.ground_height_m + float(w.model.half_extents_m()[2])

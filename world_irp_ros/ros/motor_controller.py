@@ -25,6 +25,7 @@ from std_msgs.msg import UInt32
 from world_irp_ros import msg as irp_msg
 from world_irp_ros.action import PlanAction
 
+from ..calibration import first_contact
 from .qos import CANDIDATE_ACTIONS, LAPTOP_CONTACTS, OBJECT_STATES
 
 
@@ -142,8 +143,18 @@ class MotorController(Node):
             track, self._track = list(self._track or []), None
         return track
 
+    def _wait_for_listeners(self, timeout_s: float = 20.0) -> None:
+        # A reliable message sent before discovery has matched the subscriber is simply lost.
+        deadline = time.monotonic() + timeout_s
+        while (self.execute_pub.get_subscription_count() == 0
+               or self.executed_pub.get_subscription_count() == 0):
+            if time.monotonic() > deadline:
+                raise TimeoutError("world_sim or world_irp does not listen for executed actions")
+            time.sleep(0.05)
+
     def run_trials(self) -> dict:
         """Run every trial and return the summary (also written to ``summary_file``)."""
+        self._wait_for_listeners()
         trials = []
         for k in range(self.trials):
             result = self._plan()
@@ -170,6 +181,7 @@ class MotorController(Node):
             release = execution.header.stamp.sec + execution.header.stamp.nanosec * 1e-9
             track = self._observe_until_rest()
             error = self._await_error(action.id)
+            own = self._landing_error(result.trajectory, track, release)
             v = action.release_velocity_mps
             entry.update({
                 "action": {"release_velocity_mps": [v.x, v.y, v.z]},
@@ -177,16 +189,20 @@ class MotorController(Node):
                 "predicted_positions_m": [[q.x, q.y, q.z] for q in result.trajectory.positions],
                 "observed_t_s": [t - release for t, _, _ in track],
                 "observed_positions_m": [p for _, p, _ in track],
-                "landing_error_m": error.landing_error_m if error else None,
+                # Measured on the controller's own complete recording of the throw; None when the
+                # landing could not be seen in it.
+                "landing_error_m": own,
+                "world_irp_landing_error_m": (error.landing_error_m if error and np.isfinite(error.landing_error_m)
+                                              else None),
                 "rms_track_error_m": error.rms_track_error_m if error else None,
                 "landing_time_error_s": error.landing_time_error_s if error else None,
                 "calibrated": ({n: [b, a, s] for n, b, a, s in zip(error.calibrated_parameters, error.values_before,
                                                                      error.values_after, error.std_after)}
                                if error else {}),
             })
-            self.get_logger().info(
-                f"trial {k}: GO {verdict.reasons[0] if verdict.reasons else ''}; landing error "
-                f"{entry['landing_error_m'] if error else float('nan'):.3f} m")
+            landing = entry["landing_error_m"]
+            self.get_logger().info(f"trial {k}: GO {verdict.reasons[0] if verdict.reasons else ''}; landing error "
+                                   + ("not observed" if landing is None else f"{landing:.3f} m"))
             trials.append(entry)
         summary = {"object_id": self.object_id, "trials": trials, "laptop_contacts": self.laptop_contacts,
                    "target_center_m": self.target_center, "target_radius_m": self.target_radius,
@@ -195,6 +211,22 @@ class MotorController(Node):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=1))
         return summary
+
+    @staticmethod
+    def _landing_error(predicted: irp_msg.PredictedTrajectory, track, release_s: float) -> float | None:
+        """Distance between the predicted first contact and the observed one (m)."""
+        contact = next((e for e in predicted.events if e.kind in (e.KIND_GROUND, e.KIND_OBSTACLE)), None)
+        if contact is None or len(track) < 4:
+            return None
+        t = np.array([s - release_s for s, _, _ in track])
+        p = np.array([q for _, q, _ in track])
+        start = np.array([predicted.positions[0].x, predicted.positions[0].y, predicted.positions[0].z])
+        near = np.nonzero(np.linalg.norm(p - start, axis=1) < 0.3)[0]
+        if near.size == 0:
+            return None
+        _, landing = first_contact(t[near[0]:], p[near[0]:], contact.position.z)
+        error = float(np.linalg.norm(landing - np.array([contact.position.x, contact.position.y, contact.position.z])))
+        return error if np.isfinite(error) else None
 
     def _await_error(self, action_id: str, timeout_s: float = 15.0) -> irp_msg.PredictionError | None:
         deadline = time.monotonic() + timeout_s

@@ -1,7 +1,7 @@
 """QoS profile of every topic of the ``world_irp`` node, chosen per stream.
 
-- Perception in (``~/object_states``): sensor data (best effort, keep last 5, volatile): only the
-  newest state matters, and a late one is stale anyway.
+- Perception in (``~/object_states``): best effort, keep last 30, volatile: the newest state is
+  what a rehearsal uses, and the queue keeps the observed track whole while the node is busy.
 - Requests in (``~/candidate_actions``): reliable, keep last ``REQUEST_DEPTH``: a request must
   not be lost; a burst deeper than that is not expected from one motor controller.
 - Verdicts out (``~/verdict``): reliable, keep last ``VERDICT_QUEUE_DEPTH`` (one message per
@@ -26,7 +26,11 @@ def _reliable(depth: int) -> QoSProfile:
                       reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
-OBJECT_STATES = qos_profile_sensor_data
+# Best effort like qos_profile_sensor_data, but a deeper queue (0.5 s at 60 Hz): when a long
+# rehearsal holds the interpreter, states wait in the queue instead of being dropped, so the
+# error signal still sees the whole observed track.
+OBJECT_STATES = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=30, reliability=ReliabilityPolicy.BEST_EFFORT,
+                           durability=DurabilityPolicy.VOLATILE)
 CANDIDATE_ACTIONS = _reliable(REQUEST_DEPTH)
 VERDICT = _reliable(VERDICT_QUEUE_DEPTH)
 PREDICTED_TRAJECTORIES = _reliable(10)
