@@ -334,7 +334,10 @@ class WorldIrpNode(LifecycleNode):
     def _release(self) -> None:
         self._active = False
         self._lifecycle = "unconfigured"
-        self._rehearser = None
+        rehearser, self._rehearser = self._rehearser, None
+        close = getattr(rehearser.backend, "close", None) if rehearser is not None else None
+        if close is not None:
+            close()  # e.g. the PyBullet backend's worker processes
         with self._states_lock:
             self._states.clear()
             self._newest_stamp = None
