@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +24,8 @@ from scipy.integrate import solve_ivp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_analytic import machine  # noqa: E402  (one description of the machine for every bench)
 from world_irp_ros.backends import create_backend  # noqa: E402
 from world_irp_ros.backends.base import RolloutBatch, RolloutResult  # noqa: E402
 from world_irp_ros.rehearsal import build_batch  # noqa: E402
@@ -33,20 +34,6 @@ from world_irp_ros.scene import (CandidateAction, Criteria, Environment, KeepOut
 
 RESULTS = ROOT / "bench" / "results" / "pybullet.json"
 SIZES = (1, 64, 1024)
-
-
-def machine() -> dict:
-    """What the numbers were measured on."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "load_average_1min": os.getloadavg()[0]}
 
 
 def throw_batch(n: int, seed: int = 0, horizon_s: float = 2.0) -> RolloutBatch:

@@ -22,12 +22,13 @@ import os
 import platform
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from world_irp_ros.ros.closed_loop import stop_process  # noqa: E402  (one way to stop a node process)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -59,16 +60,6 @@ def _wait_output(path: Path, needle: str, proc: subprocess.Popen, timeout: float
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"world_irp did not become active; its output:\n{path.read_text(errors='replace')}")
         time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 def _request(n: int, uncertain: bool):
@@ -219,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             _wait_output(log_path, "world_irp: active", proc, timeout=120.0)
             rows = measure(namespace, args.calls, args.warmup)
         finally:
-            _stop(proc)
+            stop_process(proc)
     result = {
         "benchmark": "service_latency",
         "what": "~/rehearse round trip from a client process to a world_irp node process (FastDDS, localhost)",

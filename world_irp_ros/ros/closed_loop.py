@@ -31,12 +31,14 @@ def _share_config(name: str) -> str:
     return str(Path(__file__).resolve().parents[2] / "config" / name)
 
 
-def _start(executable: str, params: list[str], log_path: Path) -> subprocess.Popen:
+def start_process(executable: str, params: list[str], log_path: Path) -> subprocess.Popen:
+    """Start a node executable with ROS arguments in its own process group, output to a log."""
     args = [executable, "--ros-args", *params]
     return subprocess.Popen(args, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGINT to the process group, SIGKILL if it has not ended within 10 s."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -56,12 +58,12 @@ def run(trials: int, out_dir: Path, timeout_s: float) -> dict:
     calibration_file.unlink(missing_ok=True)
     demo_params = _share_config("sim_demo.yaml")
     procs = [
-        _start("world_sim", ["--params-file", demo_params], out_dir / "world_sim.log"),
-        _start("world_irp", ["--params-file", _share_config("world_irp.yaml"), "--params-file", demo_params,
+        start_process("world_sim", ["--params-file", demo_params], out_dir / "world_sim.log"),
+        start_process("world_irp", ["--params-file", _share_config("world_irp.yaml"), "--params-file", demo_params,
                              "-p", f"calibration_file:={calibration_file}",
                              "-r", f"/world_irp/object_states:={SIM_STATES}"], out_dir / "world_irp.log"),
     ]
-    controller = _start("motor_controller", ["--params-file", demo_params, "-p", f"trials:={trials}",
+    controller = start_process("motor_controller", ["--params-file", demo_params, "-p", f"trials:={trials}",
                                              "-p", f"summary_file:={summary_file}"], out_dir / "motor_controller.log")
     try:
         deadline = time.monotonic() + timeout_s
@@ -73,7 +75,7 @@ def run(trials: int, out_dir: Path, timeout_s: float) -> dict:
             raise RuntimeError(f"motor_controller exited {controller.returncode}: see {out_dir}/motor_controller.log")
     finally:
         for p in [controller, *procs]:
-            _stop(p)
+            stop_process(p)
     return json.loads(summary_file.read_text())
 
 
