@@ -532,18 +532,24 @@ def parse_criteria(d: Any, horizon_s: Any, name: str = "criteria") -> Criteria:
                         d.get("max_collision_probability", 0.0))
 
 
+def parse_objects(data: Any, name: str = "objects") -> dict[str, ObjectModel]:
+    """The ``objects`` list of a request or plan file, keyed by id (ids must be unique)."""
+    objects: dict[str, ObjectModel] = {}
+    for i, o in enumerate(_list(data, name)):
+        obj = parse_object(o, f"{name}[{i}]")
+        if obj.id in objects:
+            raise ValidationError(f"duplicate object id {obj.id!r}", f"{name}[{i}].id")
+        objects[obj.id] = obj
+    return objects
+
+
 def parse_request(data: Any) -> RehearsalRequest:
     """A ``RehearsalRequest`` from the decoded JSON of a request file; raises ``ValidationError``
     naming the bad field (``objects[0].mass``) for anything malformed or unknown."""
     d = _take(data, "", ("objects", "actions"),
               ("environment", "criteria", "horizon_s", "samples", "seed", "request_id"))
     environment = parse_environment(d.get("environment", {}))
-    objects: dict[str, ObjectModel] = {}
-    for i, o in enumerate(_list(d["objects"], "objects")):
-        obj = parse_object(o, f"objects[{i}]")
-        if obj.id in objects:
-            raise ValidationError(f"duplicate object id {obj.id!r}", f"objects[{i}].id")
-        objects[obj.id] = obj
+    objects = parse_objects(d["objects"])
     actions = tuple(parse_action(a, f"actions[{i}]") for i, a in enumerate(_list(d["actions"], "actions")))
     criteria = parse_criteria(d.get("criteria", {}), d.get("horizon_s", DEFAULT_HORIZON_S))
     seed = d.get("seed", 0)

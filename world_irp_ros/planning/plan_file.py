@@ -10,8 +10,8 @@ import math
 from typing import Any
 
 from ..errors import ValidationError
-from ..scene import (DEFAULT_HORIZON_S, ObjectModel, Scene, _list, _take, field_prefix, parse_criteria,
-                     parse_environment, parse_object)
+from ..scene import (DEFAULT_HORIZON_S, Scene, _take, field_prefix, parse_criteria, parse_environment,
+                     parse_objects)
 from .cem import ActuatorLimits, ThrowProblem
 
 PLAN_DEFAULTS = {"population": 64, "max_iterations": 30, "samples": 16, "seed": 0, "elite_fraction": 0.125,
@@ -50,12 +50,7 @@ def parse_plan(data: Any) -> ThrowProblem:
             raise ValidationError("a plan file has 'plan' instead of 'actions' (rehearse takes actions)", "actions")
     d = _take(data, "", ("objects", "plan"), ("environment", "criteria", "horizon_s", "request_id"))
     environment = parse_environment(d.get("environment", {}))
-    objects: dict[str, ObjectModel] = {}
-    for i, o in enumerate(_list(d["objects"], "objects")):
-        obj = parse_object(o, f"objects[{i}]")
-        if obj.id in objects:
-            raise ValidationError(f"duplicate object id {obj.id!r}", f"objects[{i}].id")
-        objects[obj.id] = obj
+    objects = parse_objects(d["objects"])
     criteria = parse_criteria(d.get("criteria", {}), d.get("horizon_s", DEFAULT_HORIZON_S))
     request_id = d.get("request_id", "")
     if not isinstance(request_id, str):
