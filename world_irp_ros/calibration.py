@@ -4,7 +4,8 @@ After an action is executed the observed track of the object is compared with th
 prediction (RMS track error, landing error, landing-time error). The flight part of the track
 then refits what free flight makes observable: the release state and the drag factor
 k = rho Cd A / (2 m) (reported as a drag coefficient for the known mass and size); a bounce makes
-the restitution observable and a push with a known impulse the mass. The fit is Gauss-Newton on
+the restitution observable, and the track of a push with a known impulse the mass and the
+resistance to rolling or sliding. The fit is Gauss-Newton on
 the same forward model the rehearsal uses, each iteration one batched rollout of the nominal and
 its finite-difference perturbations, so "what the model predicts" and "what it learnt" never
 disagree about the physics.
@@ -146,6 +147,55 @@ def _replicate(batch: RolloutBatch, n: int) -> RolloutBatch:
     return replace(batch, **{k: np.repeat(getattr(batch, k), n, axis=-1) for k in per_rollout})
 
 
+def _rms(r: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.sum(r.reshape(-1, 3) ** 2, axis=1))))
+
+
+def _gauss_newton(positions_of, theta: np.ndarray, steps: np.ndarray, obs: np.ndarray, iterations: int,
+                  max_step: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Levenberg-damped Gauss-Newton of sampled positions against ``obs`` (T, 3).
+
+    ``positions_of(cols)`` rolls out one parameter vector per column of ``cols`` (P, P + 1) in one
+    batch and returns the positions (T, 3, P + 1): the nominal and its forward-difference
+    perturbations by ``steps``. Each update is clipped to ``max_step``. Returns the parameters,
+    their covariance (from the final residual, at least the perception noise floor) and the RMS
+    position error (m) before and after."""
+    n_p = theta.shape[0]
+
+    def residuals_and_jacobian(th: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cols = np.tile(th[:, None], (1, n_p + 1))
+        cols[np.arange(n_p), np.arange(1, n_p + 1)] += steps
+        pos = positions_of(cols)
+        r0 = (pos[:, :, 0] - obs).reshape(-1)
+        jac = np.stack([(pos[:, :, j + 1] - pos[:, :, 0]).reshape(-1) / steps[j] for j in range(n_p)], axis=1)
+        return r0, jac
+
+    r, jac = residuals_and_jacobian(theta)
+    rms_before = _rms(r)
+    damping = 1e-9
+    for _ in range(iterations):
+        jtj = jac.T @ jac
+        delta = np.linalg.solve(jtj + damping * np.diag(np.diag(jtj) + 1e-12), -jac.T @ r)
+        delta = np.clip(delta, -max_step, max_step)
+        trial = theta + delta
+        r_new, jac_new = residuals_and_jacobian(trial)
+        if r_new @ r_new <= r @ r:
+            theta, r, jac, damping = trial, r_new, jac_new, damping * 0.1
+            if np.max(np.abs(delta / steps)) < 1e-2:
+                break
+        else:
+            damping *= 10.0
+    rms_after = _rms(r)
+    sigma = max(rms_after / np.sqrt(3.0), POSITION_NOISE_FLOOR_M)
+    return theta, np.linalg.pinv(jac.T @ jac) * sigma ** 2, rms_before, rms_after
+
+
+def _base_batch(scene: Scene, action: CandidateAction, t: np.ndarray) -> RolloutBatch:
+    """The nominal one-rollout batch of ``action`` sampled at the observed times ``t``."""
+    request = RehearsalRequest(scene, (action,), Criteria(horizon_s=float(min(10.0, t[-1] + 1e-3))))
+    return replace(build_batch(request, 1), sample_times_s=t)
+
+
 def fit_flight(backend: Backend, scene: Scene, action: CandidateAction, observed: ObservedTrack,
                iterations: int = 8) -> CalibrationResult:
     """Refit release position, release velocity and the drag factor to the flight part of an
@@ -159,50 +209,61 @@ def fit_flight(backend: Backend, scene: Scene, action: CandidateAction, observed
     obs = obs[-t.shape[0]:] if t.shape[0] else obs[:0]
     if t.shape[0] < 6:
         raise ValueError("too few flight samples to calibrate (need 6 after release, before landing)")
-    request = RehearsalRequest(scene, (action,), Criteria(horizon_s=float(min(10.0, t[-1] + 1e-3))))
-    base = build_batch(request, 1)
-    base = replace(base, sample_times_s=t)
+    base = _base_batch(scene, action, t)
     # Parameters: p0 (3), v0 (3), log k. Steps for finite differences are small against the noise.
     theta = np.concatenate([base.position_m[:, 0], base.velocity_mps[:, 0],
                             [np.log(max(base.drag_k_per_m[0], 1e-6))]])
-    steps = np.array([1e-4] * 3 + [1e-4] * 3 + [1e-3])
     k0 = float(np.exp(theta[6]))
 
-    def residuals_and_jacobian(th: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        batch = _replicate(base, 8)
-        cols = np.tile(th[:, None], (1, 8))
-        cols[np.arange(7), np.arange(1, 8)] += steps
+    def positions_of(cols: np.ndarray) -> np.ndarray:
+        batch = _replicate(base, cols.shape[1])
         batch.position_m = cols[0:3].copy()
         batch.velocity_mps = cols[3:6].copy()
         batch.drag_k_per_m = np.exp(cols[6])
-        pos = backend.rollout(batch).positions_m  # (T, 3, 8)
-        r0 = (pos[:, :, 0] - obs).reshape(-1)
-        jac = np.stack([((pos[:, :, j + 1] - pos[:, :, 0]).reshape(-1)) / steps[j] for j in range(7)], axis=1)
-        return r0, jac
+        return backend.rollout(batch).positions_m
 
-    r, jac = residuals_and_jacobian(theta)
-    rms_before = float(np.sqrt(np.mean(np.sum(r.reshape(-1, 3) ** 2, axis=1))))
-    damping = 1e-9
-    for _ in range(iterations):
-        jtj = jac.T @ jac
-        delta = np.linalg.solve(jtj + damping * np.diag(np.diag(jtj) + 1e-12), -jac.T @ r)
-        delta[6] = np.clip(delta[6], -1.0, 1.0)  # k changes by at most e per iteration
-        trial = theta + delta
-        r_new, jac_new = residuals_and_jacobian(trial)
-        if r_new @ r_new <= r @ r:
-            theta, r, jac, damping = trial, r_new, jac_new, damping * 0.1
-            if np.max(np.abs(delta / steps)) < 1e-2:
-                break
-        else:
-            damping *= 10.0
-    rms_after = float(np.sqrt(np.mean(np.sum(r.reshape(-1, 3) ** 2, axis=1))))
-    sigma = max(rms_after / np.sqrt(3.0), POSITION_NOISE_FLOOR_M)
-    cov = np.linalg.pinv(jac.T @ jac) * sigma ** 2
+    # k changes by at most a factor e per iteration
+    theta, cov, rms_before, rms_after = _gauss_newton(
+        positions_of, theta, np.array([1e-4] * 6 + [1e-3]), obs, iterations, np.array([np.inf] * 6 + [1.0]))
     k = float(np.exp(theta[6]))
     cd_before = obj.drag_coefficient
     cd_after = cd_before * k / k0 if k0 > 0 else cd_before
     cd_std = cd_after * float(np.sqrt(max(cov[6, 6], 0.0)))
     return CalibrationResult(["drag_coefficient"], [cd_before], [cd_after], [cd_std], rms_before, rms_after)
+
+
+def fit_push(backend: Backend, scene: Scene, action: CandidateAction, observed: ObservedTrack,
+             iterations: int = 8) -> CalibrationResult:
+    """Refit the mass and the resistance to motion from the track of a push with a known impulse.
+
+    The push starts the object at ``impulse / mass``, so the early track fixes the mass; how it
+    slows fixes the rolling resistance (an object that rolls) or the sliding friction (one that
+    slides). Both are fitted as log-scales of the perceived values; the drag factor, which holds
+    1/m, follows the mass."""
+    obj = scene.object(action.object_id)
+    keep = observed.t_s > 0.0
+    t, obs = observed.t_s[keep], observed.positions_m[keep]
+    if t.shape[0] < 6:
+        raise ValueError("too few samples after the push to calibrate (need 6)")
+    base = _base_batch(scene, action, t)
+    resistance = "rolling_resistance" if obj.rolls else "friction"   # an ObjectModel and a batch field
+    r0 = max(float(getattr(obj, resistance)), 1e-4)
+
+    def positions_of(cols: np.ndarray) -> np.ndarray:
+        batch = _replicate(base, cols.shape[1])
+        inv_mass = np.exp(-cols[0])            # m / m_perceived = exp(theta_0)
+        batch.velocity_mps = batch.velocity_mps * inv_mass
+        batch.drag_k_per_m = batch.drag_k_per_m * inv_mass
+        setattr(batch, resistance, r0 * np.exp(cols[1]))
+        return backend.rollout(batch).positions_m
+
+    theta, cov, rms_before, rms_after = _gauss_newton(
+        positions_of, np.zeros(2), np.array([1e-3, 1e-3]), obs, iterations, np.array([0.5, 1.0]))
+    mass = obj.mass_kg * float(np.exp(theta[0]))
+    res = r0 * float(np.exp(theta[1]))
+    return CalibrationResult(["mass", resistance], [obj.mass_kg, float(getattr(obj, resistance))], [mass, res],
+                             [mass * float(np.sqrt(max(cov[0, 0], 0.0))), res * float(np.sqrt(max(cov[1, 1], 0.0)))],
+                             rms_before, rms_after)
 
 
 def bounce_restitution(observed: ObservedTrack, floor_z_m: float) -> float | None:
@@ -239,8 +300,11 @@ BOUNCE_RESTITUTION_STD = 0.05
 
 
 def calibrate(backend: Backend, scene: Scene, action: CandidateAction, observed: ObservedTrack) -> CalibrationResult:
-    """Everything the observed track makes observable: the drag coefficient from the flight, the
-    restitution from the first bounce when there is one."""
+    """Everything the observed track makes observable: after a push the mass and the resistance
+    to motion; after a throw or drop the drag coefficient from the flight, and the restitution from
+    the first bounce when there is one."""
+    if action.type == "push":
+        return fit_push(backend, scene, action, observed)
     result = fit_flight(backend, scene, action, observed)
     obj = scene.object(action.object_id)
     e = bounce_restitution(observed, scene.environment.ground_height_m + obj.half_extents_m()[2])
@@ -264,6 +328,14 @@ def calibrated_object(obj: ObjectModel, result: CalibrationResult) -> ObjectMode
     if "restitution" in result.names:
         changes["restitution"] = float(np.clip(result.value("restitution"), 0.0, 1.0))
         unc = replace(unc, restitution_std=float(result.std_after[result.names.index("restitution")]))
+    if "mass" in result.names:
+        mass = result.value("mass")
+        changes["mass_kg"] = mass
+        std = result.std_after[result.names.index("mass")]
+        unc = replace(unc, mass_rel_std=float(min(unc.mass_rel_std or 0.49, std / mass)))
+    for name in ("friction", "rolling_resistance"):
+        if name in result.names:
+            changes[name] = max(result.value(name), 0.0)
     return replace(obj, uncertainty=unc, **changes)
 
 
@@ -280,8 +352,23 @@ class CalibrationStore:
         return object_id in self._fits
 
     def update(self, object_id: str, result: CalibrationResult) -> None:
-        """Remember the newest fit of an object."""
-        self._fits[object_id] = result
+        """Merge a new fit of an object into what is known of it, parameter by parameter.
+
+        A flight observes the drag factor k = rho Cd A / (2 m), stored as a drag coefficient for
+        the mass known then; a later mass fit rescales that coefficient so k stays as observed."""
+        known = self._fits.get(object_id)
+        if known is None:
+            self._fits[object_id] = result
+            return
+        fits = {n: [b, a, s] for n, b, a, s in zip(known.names, known.before, known.after, known.std_after)}
+        if "mass" in result.names and "drag_coefficient" in fits and "drag_coefficient" not in result.names:
+            i = result.names.index("mass")
+            ratio = result.after[i] / result.before[i]
+            fits["drag_coefficient"][1:] = [v * ratio for v in fits["drag_coefficient"][1:]]
+        fits.update({n: [b, a, s] for n, b, a, s in zip(result.names, result.before, result.after, result.std_after)})
+        names = list(fits)
+        self._fits[object_id] = CalibrationResult(names, [fits[n][0] for n in names], [fits[n][1] for n in names],
+                                                  [fits[n][2] for n in names], result.rms_before_m, result.rms_after_m)
 
     def apply(self, obj: ObjectModel) -> ObjectModel:
         """The object with its calibrated values (unchanged when never calibrated)."""

@@ -49,11 +49,11 @@ class NodeClient:
         from lifecycle_msgs.srv import ChangeState, GetState
         from rcl_interfaces.srv import GetParameters, SetParameters
         from rclpy.action import ActionClient
-        from rclpy.executors import MultiThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from rosgraph_msgs.msg import Clock
         from visualization_msgs.msg import MarkerArray
         from world_irp_ros.action import PlanAction
+        from world_irp_ros.ros.executor import Executor
         from world_irp_ros.msg import ObjectStateArray, PredictedTrajectoryArray, RehearsalRequest, Verdict
         from world_irp_ros.srv import RehearseActions
 
@@ -85,7 +85,7 @@ class NodeClient:
         n.create_subscription(MarkerArray, f"{b}/markers", self._keep(self.markers), 10)
         n.create_subscription(DiagnosticArray, "/diagnostics", self._keep(self.diagnostics), 10)
         self.perception_timer = n.create_timer(0.05, self._publish_perceived)
-        self.executor = MultiThreadedExecutor(num_threads=3, context=context)
+        self.executor = Executor(num_threads=3, context=context)
         self.executor.add_node(n)
         self._thread = threading.Thread(target=self._spin, daemon=True, name=f"spin-{name}")
         self._thread.start()

@@ -88,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.action import ActionServer, GoalResponse
     from rclpy.callback_groups import ReentrantCallbackGroup
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
 
     from world_irp_ros.action import PlanAction
+    from world_irp_ros.ros.executor import Executor
     from world_irp_ros.srv import RehearseActions
 
     rclpy.init()
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ActionServer(node, PlanAction, f"{ns}/plan", execute_callback=execute,
                  goal_callback=lambda goal: GoalResponse.ACCEPT, callback_group=group)
 
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = Executor(num_threads=2)
     executor.add_node(node)
     print(f"READY {len(types)} message types: {' '.join(types)}", flush=True)
     try:

@@ -18,7 +18,7 @@ import numpy as np
 import rclpy
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import UInt32
 
@@ -26,6 +26,7 @@ from world_irp_ros import msg as irp_msg
 from world_irp_ros.action import PlanAction
 
 from ..calibration import first_contact
+from .executor import Executor
 from .qos import CANDIDATE_ACTIONS, LAPTOP_CONTACTS, OBJECT_STATES
 
 
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the trials, write the summary, exit 0 when every trial got an answer."""
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = MotorController()
-    executor = MultiThreadedExecutor(num_threads=3)
+    executor = Executor(num_threads=3)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()

@@ -26,8 +26,8 @@ Busy rule: one rehearsal runs at a time (``Gate``). ``~/rehearse`` (reentrant ca
 (``busy_policy: wait``), or not at all (``reject``), then answer ``NO_GO_BUSY``. ``~/plan`` takes
 the rehearser one refinement step at a time and yields to waiting requests between steps, so a
 long plan delays a request by at most one step; one plan runs at a time, a second goal is
-answered ``NO_GO_BUSY``. A ``MultiThreadedExecutor`` with one callback group per interface keeps
-perception, lifecycle, parameters and diagnostics responsive meanwhile.
+answered ``NO_GO_BUSY``. A multi-threaded executor (``executor.Executor``) with one callback group
+per interface keeps perception, lifecycle, parameters and diagnostics responsive meanwhile.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import InvalidHandle
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.time import Time
 from diagnostic_msgs.msg import DiagnosticArray
@@ -63,6 +63,7 @@ from ..verdicts import Verdict, choose_best, no_go, no_go_all
 from ..calibration import CalibrationStore
 from . import conversions as conv
 from .error_signal import ExecutionMonitor
+from .executor import Executor
 from . import qos
 from .diagnostics import NodeStatus, RequestStats, diagnostic_array
 from .markers import rehearsal_markers
@@ -706,7 +707,7 @@ class WorldIrpNode(LifecycleNode):
                                                 self._stats.snapshot(), status))
 
 
-def spin(executor: MultiThreadedExecutor, node: WorldIrpNode) -> None:
+def spin(executor: Executor, node: WorldIrpNode) -> None:
     """``executor.spin()`` that survives rclpy's race between destroying an entity in one thread
     and building the wait set in another (ros2/rclpy#1284, #1355): switching ``use_sim_time``
     off at runtime destroys the ``/clock`` subscription from the parameter callback's thread,
@@ -733,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
                 node.get_logger().error("autostart: configure failed; staying unconfigured (see above)")
             elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().error("autostart: activate failed")
-        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        executor = Executor(num_threads=EXECUTOR_THREADS)
         executor.add_node(node)
         spin(executor, node)
     except (KeyboardInterrupt, ExternalShutdownException):
