@@ -9,7 +9,7 @@ import pytest
 
 from world_irp_ros.backends import create_backend
 from world_irp_ros.calibration import (CalibrationResult, CalibrationStore, ObservedTrack, bounce_restitution,
-                                       calibrate, compare, fit_flight)
+                                       calibrate, compare, fit_flight, motion_onset)
 from world_irp_ros.rehearsal import Rehearser
 from world_irp_ros.scene import CandidateAction, Environment, ObjectModel, RehearsalRequest, Scene, Criteria
 from world_irp_ros.simulation import SimWorld
@@ -99,6 +99,13 @@ def test_push_fit_recovers_mass_and_rolling_resistance(backend):
     assert result.rms_after_m < 0.004 < result.rms_before_m
 
 
+def test_motion_onset_finds_the_push_between_frames():
+    t = np.arange(0.0, 0.5, 1.0 / 60.0)
+    x = np.where(t > 0.107, 0.5 * (t - 0.107), 0.0) + np.random.default_rng(0).normal(0.0, 0.001, t.shape)
+    track = ObservedTrack(t, np.stack([x, np.zeros_like(t), np.full_like(t, 0.03)], axis=1))
+    assert motion_onset(track) == pytest.approx(0.107, abs=0.005)
+
+
 def test_a_push_in_the_simulator_shows_the_granite_is_heavier_than_it_looks(backend):
     world = SimWorld(seed=1)
     try:
@@ -117,7 +124,8 @@ def test_a_push_in_the_simulator_shows_the_granite_is_heavier_than_it_looks(back
         world.close()
     scene = Scene(world.scene.environment, {"granite": replace(granite, velocity_mps=(0.0, 0.0, 0.0))})
     result = calibrate(backend, scene, push, ObservedTrack(np.array(t), np.array(p)))
-    assert result.value("mass") == pytest.approx(true_mass, rel=0.1)
+    # Actuator noise (4 % of this push) and PyBullet's contact (about +7 % over 8 seeds): 15 %.
+    assert result.value("mass") == pytest.approx(true_mass, rel=0.15)
 
 
 def test_store_merges_fits_and_a_mass_fit_keeps_the_observed_drag_factor():

@@ -232,18 +232,42 @@ def fit_flight(backend: Backend, scene: Scene, action: CandidateAction, observed
     return CalibrationResult(["drag_coefficient"], [cd_before], [cd_after], [cd_std], rms_before, rms_after)
 
 
+# An object has started to move once it is this far (m) from where it rested: several times the
+# perception noise, a frame's travel at a gentle push.
+ONSET_M = 0.006
+
+
+def motion_onset(observed: ObservedTrack) -> float:
+    """When a resting object started to move (s on the track's clock): the first sample farther
+    than ``ONSET_M`` from the rest position, moved back along its speed to zero distance. The
+    command's stamp is not the moment of the push: the actuator and perception lag behind it."""
+    t, p = observed.t_s, observed.positions_m
+    moved = np.linalg.norm(p - p[0], axis=1) > ONSET_M
+    if not moved.any():
+        raise ValueError(f"the object never moved more than {ONSET_M * 1e3:.0f} mm")
+    i = max(int(np.argmax(moved)), 1)
+    rest = p[:i].mean(axis=0)
+    d = np.linalg.norm(p[i:i + 2] - rest, axis=1)
+    if d.shape[0] < 2 or d[1] <= d[0]:
+        return float(t[i - 1])
+    speed = (d[1] - d[0]) / (t[i + 1] - t[i])
+    return float(np.clip(t[i] - d[0] / speed, t[0], t[i]))
+
+
 def fit_push(backend: Backend, scene: Scene, action: CandidateAction, observed: ObservedTrack,
              iterations: int = 8) -> CalibrationResult:
     """Refit the mass and the resistance to motion from the track of a push with a known impulse.
 
     The push starts the object at ``impulse / mass``, so the early track fixes the mass; how it
     slows fixes the rolling resistance (an object that rolls) or the sliding friction (one that
-    slides). Both are fitted as log-scales of the perceived values; the drag factor, which holds
-    1/m, follows the mass."""
+    slides). Both are fitted as log-scales of the perceived values (the drag factor, which holds
+    1/m, follows the mass), together with the moment the object started to move: the command's
+    stamp is not it (the actuator and perception lag), and ``motion_onset`` is the first guess."""
     obj = scene.object(action.object_id)
-    keep = observed.t_s > 0.0
+    keep = observed.t_s >= 0.0
     t, obs = observed.t_s[keep], observed.positions_m[keep]
-    if t.shape[0] < 6:
+    t_on = motion_onset(ObservedTrack(t, obs))
+    if np.count_nonzero(t > t_on) < 6:
         raise ValueError("too few samples after the push to calibrate (need 6)")
     base = _base_batch(scene, action, t)
     resistance = "rolling_resistance" if obj.rolls else "friction"   # an ObjectModel and a batch field
@@ -255,10 +279,12 @@ def fit_push(backend: Backend, scene: Scene, action: CandidateAction, observed: 
         batch.velocity_mps = batch.velocity_mps * inv_mass
         batch.drag_k_per_m = batch.drag_k_per_m * inv_mass
         setattr(batch, resistance, r0 * np.exp(cols[1]))
+        batch.release_time_s = np.maximum(cols[2], 0.0)
         return backend.rollout(batch).positions_m
 
     theta, cov, rms_before, rms_after = _gauss_newton(
-        positions_of, np.zeros(2), np.array([1e-3, 1e-3]), obs, iterations, np.array([0.5, 1.0]))
+        positions_of, np.array([0.0, 0.0, t_on]), np.array([1e-3, 1e-3, 1e-3]), obs, iterations,
+        np.array([0.5, 1.0, 0.02]))
     mass = obj.mass_kg * float(np.exp(theta[0]))
     res = r0 * float(np.exp(theta[1]))
     return CalibrationResult(["mass", resistance], [obj.mass_kg, float(getattr(obj, resistance))], [mass, res],
