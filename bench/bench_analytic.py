@@ -13,9 +13,12 @@ balls that roll; quadratic drag), a table to land on and slide off, one keep-out
 
 Also: the flight-only rate (ground far below: no events, the vectorised fast path alone), landing
 accuracy against DOP853, and cold (compile) vs cached start of a new process. Prints Markdown
-tables and writes bench/results/analytic.json with the machine it ran on.
+tables and writes bench/results/analytic.json with the machine it ran on. ``--breakdown`` adds
+where the time of one ``rollout`` goes (validation, input preparation, output allocation, kernel,
+result assembly) at N = 1 and 1024.
 
     ./run bench analytic          # or: ./run exec python bench/bench_analytic.py [--quick] [--blocks 32,64,128]
+                                  #     [--breakdown]
 """
 from __future__ import annotations
 
@@ -156,10 +159,32 @@ def block_sizes(blocks: list[int], n: int = 1024) -> dict:
     return out
 
 
+def breakdown(backend: AnalyticBackend, sizes=(1, 1024)) -> dict:
+    """p50/min in ms of each stage of ``AnalyticBackend.rollout`` (the numba engine) per N."""
+    from world_irp_ros.backends.analytic import allocate, finish, prepare
+
+    out = {}
+    for n in sizes:
+        batch = stone_throws(n)
+        reps = 2000 if n == 1 else 50
+        prep = prepare(batch)
+        n_t, n_z = prep["tsamp"].shape[0], prep["zmin"].shape[1]
+        outputs = allocate(n, n_t, n_z)
+        backend._run_numba(prep, outputs)
+        out[n] = {"validate": timed_ms(batch.validate, reps),
+                  "prepare (incl. validate)": timed_ms(lambda: prepare(batch), reps),
+                  "allocate": timed_ms(lambda: allocate(n, n_t, n_z), reps),
+                  "kernel": timed_ms(lambda: backend._run_numba(prep, outputs), reps),
+                  "finish": timed_ms(lambda: finish(prep, outputs), reps),
+                  "rollout": timed_ms(lambda: backend.rollout(batch), reps)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no start-time measurement")
     parser.add_argument("--blocks", default="", help="also time these block sizes, e.g. 32,64,128 (recompiles)")
+    parser.add_argument("--breakdown", action="store_true", help="also time each stage of rollout at N = 1, 1024")
     args = parser.parse_args(argv)
     host = machine()
     numba_backend = AnalyticBackend("cpu")
@@ -224,9 +249,10 @@ def main(argv: list[str] | None = None) -> int:
 
     starts = None if args.quick else start_times()
     blocks = block_sizes([int(b) for b in args.blocks.split(",") if b]) if args.blocks else None
+    stages = breakdown(numba_backend) if args.breakdown else None
     host["load_average_1min_after"] = os.getloadavg()[0]
     report = {"machine": host, "scene": __doc__.split("\n\n")[1], "rows": rows, "accuracy": accuracy,
-              "start_s": starts, "block_sizes": blocks,
+              "start_s": starts, "block_sizes": blocks, "breakdown_ms_p50_min": stages,
               "warmup_s": {"numba": numba_backend.warmup_s, "torch": torch_backend.warmup_s}}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS.with_suffix(".json.tmp")
@@ -261,6 +287,12 @@ def main(argv: list[str] | None = None) -> int:
         for block, r in blocks.items():
             print(f"| {block} | {r['scene'][0]:.3f} / {r['scene'][1]:.3f} "
                   f"| {r['flight_only'][0]:.3f} / {r['flight_only'][1]:.3f} |")
+    if stages:
+        print("\n| stage of rollout | " + " | ".join(f"N={n} p50 / min (ms)" for n in stages) + " |")
+        print("|---|" + "---|" * len(stages))
+        for name in next(iter(stages.values())):
+            cells = " | ".join(f"{stages[n][name][0]:.4f} / {stages[n][name][1]:.4f}" for n in stages)
+            print(f"| {name} | {cells} |")
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
     return 0
 

@@ -23,7 +23,7 @@ from numba.extending import register_jitable
 
 from ..backends.base import (EVENT_GROUND, EVENT_KEEP_OUT, EVENT_OBSTACLE, EVENT_REST, MODE_FLIGHT,
                              MODE_REST, MODE_SUPPORTED)
-from .ops import any_, as_index, clip, maximum, minimum, not_, sqrt, where
+from .ops import any_, any_cheap, as_index, clip, maximum, minimum, not_, sqrt, where
 
 
 def physics(fn):
@@ -377,6 +377,27 @@ def reflect(vq, nsg, e):
 
 # -------------------------------------------------------------------------------- bookkeeping
 @physics
+def sample_point(t0, seg_h, inv, ts, p0x, p0y, p0z, v0x, v0y, v0z, p1x, p1y, p1z, v1x, v1y, v1z):
+    """Position and velocity at time ``ts`` on the Hermite cubic of the segment [t0, t0 + seg_h]
+    (``inv = 1/max(seg_h, TINY)``)."""
+    # A segment shorter than SHORT_SEGMENT (e.g. between an event and the step's end) reports
+    # its end state: its end points differ by rounding and face snapping, not by v * h.
+    s = where(seg_h > SHORT_SEGMENT, clip((ts - t0) * inv, 0.0, 1.0), 1.0)
+    s2 = s * s
+    s3 = s2 * s
+    a0 = 2.0 * s3 - 3.0 * s2 + 1.0         # Hermite basis, the same as ``hermite``
+    a1 = (s3 - 2.0 * s2 + s) * seg_h
+    a2 = 3.0 * s2 - 2.0 * s3
+    a3 = (s3 - s2) * seg_h
+    b0 = (6.0 * s2 - 6.0 * s) * inv          # and its time derivative (``hermite_velocity``)
+    b1 = 3.0 * s2 - 4.0 * s + 1.0
+    b3 = 3.0 * s2 - 2.0 * s
+    return (a0 * p0x + a1 * v0x + a2 * p1x + a3 * v1x, a0 * p0y + a1 * v0y + a2 * p1y + a3 * v1y,
+            a0 * p0z + a1 * v0z + a2 * p1z + a3 * v1z, b0 * (p0x - p1x) + b1 * v0x + b3 * v1x,
+            b0 * (p0y - p1y) + b1 * v0y + b3 * v1y, b0 * (p0z - p1z) + b1 * v0z + b3 * v1z)
+
+
+@physics
 def write_samples(active, t0, t1, seg_h, p0x, p0y, p0z, v0x, v0y, v0z, p1x, p1y, p1z, v1x, v1y, v1z,
                   ks, tsamp, nsmax, col, pos_s, vel_s):
     """Write the samples with time <= t1 from the Hermite cubic of the segment [t0, t1]."""
@@ -388,24 +409,14 @@ def write_samples(active, t0, t1, seg_h, p0x, p0y, p0z, v0x, v0y, v0z, p1x, p1y,
         ts = tsamp[ki]
         cond = active & (ks < n_t) & (ts <= t1)
         if any_(cond):
-            # A segment shorter than SHORT_SEGMENT (e.g. between an event and the step's end) reports
-            # its end state: its end points differ by rounding and face snapping, not by v * h.
-            s = where(seg_h > SHORT_SEGMENT, clip((ts - t0) * inv, 0.0, 1.0), 1.0)
-            s2 = s * s
-            s3 = s2 * s
-            a0 = 2.0 * s3 - 3.0 * s2 + 1.0         # Hermite basis, the same as ``hermite``
-            a1 = (s3 - 2.0 * s2 + s) * seg_h
-            a2 = 3.0 * s2 - 2.0 * s3
-            a3 = (s3 - s2) * seg_h
-            b0 = (6.0 * s2 - 6.0 * s) * inv          # and its time derivative (``hermite_velocity``)
-            b1 = 3.0 * s2 - 4.0 * s + 1.0
-            b3 = 3.0 * s2 - 2.0 * s
-            pos_s[ki, 0, col] = where(cond, a0 * p0x + a1 * v0x + a2 * p1x + a3 * v1x, pos_s[ki, 0, col])
-            pos_s[ki, 1, col] = where(cond, a0 * p0y + a1 * v0y + a2 * p1y + a3 * v1y, pos_s[ki, 1, col])
-            pos_s[ki, 2, col] = where(cond, a0 * p0z + a1 * v0z + a2 * p1z + a3 * v1z, pos_s[ki, 2, col])
-            vel_s[ki, 0, col] = where(cond, b0 * (p0x - p1x) + b1 * v0x + b3 * v1x, vel_s[ki, 0, col])
-            vel_s[ki, 1, col] = where(cond, b0 * (p0y - p1y) + b1 * v0y + b3 * v1y, vel_s[ki, 1, col])
-            vel_s[ki, 2, col] = where(cond, b0 * (p0z - p1z) + b1 * v0z + b3 * v1z, vel_s[ki, 2, col])
+            qx, qy, qz, ux, uy, uz = sample_point(t0, seg_h, inv, ts, p0x, p0y, p0z, v0x, v0y, v0z,
+                                                  p1x, p1y, p1z, v1x, v1y, v1z)
+            pos_s[ki, 0, col] = where(cond, qx, pos_s[ki, 0, col])
+            pos_s[ki, 1, col] = where(cond, qy, pos_s[ki, 1, col])
+            pos_s[ki, 2, col] = where(cond, qz, pos_s[ki, 2, col])
+            vel_s[ki, 0, col] = where(cond, ux, vel_s[ki, 0, col])
+            vel_s[ki, 1, col] = where(cond, uy, vel_s[ki, 1, col])
+            vel_s[ki, 2, col] = where(cond, uz, vel_s[ki, 2, col])
             ks = ks + where(cond, 1.0, 0.0)
         else:
             break
@@ -421,14 +432,16 @@ def insert_event(cond, kind, index, t, px, py, pz, evc, ev_kind, ev_idx, ev_t, e
         for e in range(n_e):
             pos = pos + where((e < evc) & (ev_t[e, col] <= t), 1.0, 0.0)
         for e in range(n_e - 1, 0, -1):
-            shift = cond & (e > pos)
+            # Slots above the last event hold the unset values: shifting them would change nothing.
+            shift = cond & (e > pos) & (e <= evc)
             put = cond & (e == pos)
-            ev_kind[e, col] = where(shift, ev_kind[e - 1, col], where(put, kind, ev_kind[e, col]))
-            ev_idx[e, col] = where(shift, ev_idx[e - 1, col], where(put, index, ev_idx[e, col]))
-            ev_t[e, col] = where(shift, ev_t[e - 1, col], where(put, t, ev_t[e, col]))
-            ev_p[e, 0, col] = where(shift, ev_p[e - 1, 0, col], where(put, px, ev_p[e, 0, col]))
-            ev_p[e, 1, col] = where(shift, ev_p[e - 1, 1, col], where(put, py, ev_p[e, 1, col]))
-            ev_p[e, 2, col] = where(shift, ev_p[e - 1, 2, col], where(put, pz, ev_p[e, 2, col]))
+            if any_cheap(shift | put):
+                ev_kind[e, col] = where(shift, ev_kind[e - 1, col], where(put, kind, ev_kind[e, col]))
+                ev_idx[e, col] = where(shift, ev_idx[e - 1, col], where(put, index, ev_idx[e, col]))
+                ev_t[e, col] = where(shift, ev_t[e - 1, col], where(put, t, ev_t[e, col]))
+                ev_p[e, 0, col] = where(shift, ev_p[e - 1, 0, col], where(put, px, ev_p[e, 0, col]))
+                ev_p[e, 1, col] = where(shift, ev_p[e - 1, 1, col], where(put, py, ev_p[e, 1, col]))
+                ev_p[e, 2, col] = where(shift, ev_p[e - 1, 2, col], where(put, pz, ev_p[e, 2, col]))
         put = cond & (pos == 0.0)
         ev_kind[0, col] = where(put, kind, ev_kind[0, col])
         ev_idx[0, col] = where(put, index, ev_idx[0, col])
@@ -754,6 +767,6 @@ __all__ = [
     "V_BOUNCE_STOP", "V_REST", "SLIP_EPS", "ROLL_DRAG", "SPIN_RATE", "SPIN_IMPULSE", "MAX_SEGMENTS", "UNSET",
     "accel", "rk4", "motion_params", "phase_ends", "free_step", "hermite", "hermite_ds", "hermite_velocity",
     "hermite_root", "slab", "box_entry", "chord_box_overlap", "locate_on_axis", "gap3", "box_distance",
-    "zone_chord", "chord_min_distance", "impact_up", "reflect", "write_samples", "insert_event", "init_rollout",
-    "advance_segment", "max_samples_per_step",
+    "zone_chord", "chord_min_distance", "impact_up", "reflect", "sample_point", "write_samples", "insert_event",
+    "init_rollout", "advance_segment", "max_samples_per_step",
 ]

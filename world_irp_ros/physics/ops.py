@@ -10,9 +10,9 @@ Every function of ``world_irp_ros.physics.model`` is written with these helpers 
 * and also runs as plain Python on ordinary floats/bools (handy in tests and docs).
 
 Rules for code written on top of these helpers: no ``if``/``while`` on a per-rollout value except
-``if any_(cond):`` (which only skips work that the mask would discard anyway); no ``and``/``or``/
-``not`` on per-rollout values (use ``&``, ``|``, ``not_``); no bool arithmetic (use
-``where(c, 1.0, 0.0)``).
+``if any_(cond):`` or ``if any_cheap(cond):`` (which only skip work that the mask would discard
+anyway); no ``and``/``or``/``not`` on per-rollout values (use ``&``, ``|``, ``not_``); no bool
+arithmetic (use ``where(c, 1.0, 0.0)``).
 """
 from __future__ import annotations
 
@@ -96,6 +96,13 @@ def any_(c):
     return bool(c) if torch is None else bool(c.any())
 
 
+def any_cheap(c):
+    """``any_(c)`` where that costs nothing (a number, a numba scalar); always True on tensors, which
+    then do the masked work rather than pay a device sync to skip it."""
+    torch = _torch_if_tensor(c)
+    return bool(c) if torch is None else True
+
+
 def as_index(x):
     """A non-negative whole number stored as float, as an array index (int64 tensor or int)."""
     torch = _torch_if_tensor(x)
@@ -153,6 +160,13 @@ def _ov_any(c):
     return impl
 
 
+@overload(any_cheap, jit_options=_NUMBA_OPTS)
+def _ov_any_cheap(c):
+    def impl(c):
+        return c
+    return impl
+
+
 @overload(as_index, jit_options=_NUMBA_OPTS)
 def _ov_as_index(x):
     def impl(x):
@@ -160,4 +174,4 @@ def _ov_as_index(x):
     return impl
 
 
-__all__ = ["where", "sqrt", "minimum", "maximum", "clip", "not_", "any_", "as_index"]
+__all__ = ["where", "sqrt", "minimum", "maximum", "clip", "not_", "any_", "any_cheap", "as_index"]
