@@ -50,6 +50,9 @@ class MotorController(Node):
         self.population = int(p("plan_population", 64).value)
         self.num_samples = int(p("num_samples", 32).value)
         self.settle_timeout_s = float(p("settle_timeout_s", 5.0).value)
+        # world_irp's servers exist from its start but answer only after its warm-up, which compiles
+        # the kernel on a cold cache (tens of seconds on a fresh machine).
+        self.server_timeout_s = float(p("server_timeout_s", 240.0).value)
         self.summary_file = str(p("summary_file", "out/closed_loop/summary.json").value)
         group = ReentrantCallbackGroup()
         self.plan_client = ActionClient(self, PlanAction, "/world_irp/plan", callback_group=group)
@@ -120,9 +123,9 @@ class MotorController(Node):
         return future.result()
 
     def _plan(self) -> PlanAction.Result:
-        if not self.plan_client.wait_for_server(timeout_sec=30.0):
+        if not self.plan_client.wait_for_server(timeout_sec=self.server_timeout_s):
             raise TimeoutError("/world_irp/plan is not available")
-        handle = self._wait(self.plan_client.send_goal_async(self._goal()), 30.0)
+        handle = self._wait(self.plan_client.send_goal_async(self._goal()), self.server_timeout_s)
         if not handle.accepted:
             raise RuntimeError("world_irp rejected the plan goal")
         return self._wait(handle.get_result_async(), 120.0).result
