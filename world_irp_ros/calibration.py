@@ -73,6 +73,10 @@ class CalibrationResult:
         """Fitted value of a parameter by name."""
         return self.after[self.names.index(name)]
 
+    def std(self, name: str) -> float:
+        """1-sigma of a fitted parameter by name."""
+        return self.std_after[self.names.index(name)]
+
 
 # A bounce shows as a sample lower than both neighbours after a descent of more than this over the
 # two samples before it (m): perception noise on a resting object does not qualify.
@@ -190,6 +194,11 @@ def _gauss_newton(positions_of, theta: np.ndarray, steps: np.ndarray, obs: np.nd
     return theta, np.linalg.pinv(jac.T @ jac) * sigma ** 2, rms_before, rms_after
 
 
+def _log_fit_std(value: float, cov: np.ndarray, i: int) -> float:
+    """1-sigma of ``value`` fitted as a log-scale, parameter ``i`` of ``cov``."""
+    return value * float(np.sqrt(max(cov[i, i], 0.0)))
+
+
 def _base_batch(scene: Scene, action: CandidateAction, t: np.ndarray) -> RolloutBatch:
     """The nominal one-rollout batch of ``action`` sampled at the observed times ``t``."""
     request = RehearsalRequest(scene, (action,), Criteria(horizon_s=float(min(10.0, t[-1] + 1e-3))))
@@ -228,8 +237,8 @@ def fit_flight(backend: Backend, scene: Scene, action: CandidateAction, observed
     k = float(np.exp(theta[6]))
     cd_before = obj.drag_coefficient
     cd_after = cd_before * k / k0 if k0 > 0 else cd_before
-    cd_std = cd_after * float(np.sqrt(max(cov[6, 6], 0.0)))
-    return CalibrationResult(["drag_coefficient"], [cd_before], [cd_after], [cd_std], rms_before, rms_after)
+    return CalibrationResult(["drag_coefficient"], [cd_before], [cd_after], [_log_fit_std(cd_after, cov, 6)],
+                             rms_before, rms_after)
 
 
 # An object has started to move once it is this far (m) from where it rested: several times the
@@ -288,7 +297,7 @@ def fit_push(backend: Backend, scene: Scene, action: CandidateAction, observed: 
     mass = obj.mass_kg * float(np.exp(theta[0]))
     res = r0 * float(np.exp(theta[1]))
     return CalibrationResult(["mass", resistance], [obj.mass_kg, float(getattr(obj, resistance))], [mass, res],
-                             [mass * float(np.sqrt(max(cov[0, 0], 0.0))), res * float(np.sqrt(max(cov[1, 1], 0.0)))],
+                             [_log_fit_std(mass, cov, 0), _log_fit_std(res, cov, 1)],
                              rms_before, rms_after)
 
 
@@ -349,16 +358,15 @@ def calibrated_object(obj: ObjectModel, result: CalibrationResult) -> ObjectMode
     if "drag_coefficient" in result.names:
         cd = result.value("drag_coefficient")
         changes["drag_coefficient"] = max(cd, 0.0)
-        std = result.std_after[result.names.index("drag_coefficient")]
-        unc = replace(unc, drag_rel_std=float(min(unc.drag_rel_std or 1.0, std / max(cd, 1e-9))))
+        rel_std = result.std("drag_coefficient") / max(cd, 1e-9)
+        unc = replace(unc, drag_rel_std=float(min(unc.drag_rel_std or 1.0, rel_std)))
     if "restitution" in result.names:
         changes["restitution"] = float(np.clip(result.value("restitution"), 0.0, 1.0))
-        unc = replace(unc, restitution_std=float(result.std_after[result.names.index("restitution")]))
+        unc = replace(unc, restitution_std=float(result.std("restitution")))
     if "mass" in result.names:
         mass = result.value("mass")
         changes["mass_kg"] = mass
-        std = result.std_after[result.names.index("mass")]
-        unc = replace(unc, mass_rel_std=float(min(unc.mass_rel_std or 0.49, std / mass)))
+        unc = replace(unc, mass_rel_std=float(min(unc.mass_rel_std or 0.49, result.std("mass") / mass)))
     for name in ("friction", "rolling_resistance"):
         if name in result.names:
             changes[name] = max(result.value(name), 0.0)

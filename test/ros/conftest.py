@@ -128,6 +128,11 @@ class NodeClient:
             for o in objects:
                 self.perceived[o.id] = (o, age_s)
 
+    def perceive_until_known(self, obj) -> None:
+        """``perceive(obj)`` and wait until the node has its state: a drop of it is judged GO."""
+        self.perceive(obj)
+        self.rehearse_until(lambda r: r.verdicts[0].code_name == "GO", [self.drop("probe", obj.id)])
+
     def perception_gaps(self) -> str:
         """The largest gaps between perception publishes in the last 10 s (to tell a stalled
         test process from a stalled node when a state turns up stale)."""

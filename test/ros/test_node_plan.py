@@ -25,8 +25,7 @@ def client(node, irp_client_factory):
     # node from taking in states for longer than the default 0.5 s, which would (rightly) make
     # requests during a plan NO_GO_STALE_STATE. Staleness is tested elsewhere.
     assert all(r.successful for r in c.set_params(state_timeout_s=10.0))
-    c.perceive(c.sphere("stone", position=(0.0, 0.0, 1.0)))
-    c.rehearse_until(lambda r: r.verdicts[0].code_name == "GO", [c.drop("probe")])
+    c.perceive_until_known(c.sphere("stone", position=(0.0, 0.0, 1.0)))
     return c
 
 

@@ -25,9 +25,7 @@ def node(start_world_irp):
 @pytest.fixture(scope="module")
 def client(node, irp_client_factory):
     c = irp_client_factory(NS)
-    c.perceive(c.sphere("stone"))
-    # The node has the state once a drop of it is judged on a prediction.
-    c.rehearse_until(lambda r: r.verdicts[0].code_name == "GO", [c.drop("probe")])
+    c.perceive_until_known(c.sphere("stone"))
     return c
 
 

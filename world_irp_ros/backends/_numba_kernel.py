@@ -42,7 +42,7 @@ from numba import prange
 
 from ..physics import model, ops
 from ..physics.model import (BIG, MAX_SEGMENTS, MODE_FLIGHT, MODE_SUPPORTED, TINY, V_REST, advance_segment,
-                             box_distance, free_step, gap3, init_rollout, rk4, sample_point, write_samples)
+                             box_distance, free_step, gap3, grown_box, init_rollout, rk4, sample_point, write_samples)
 
 
 # Rollouts per block, fixed at compile time. With 8 the passes were not vectorised; 32, 64, 128 and
@@ -387,9 +387,8 @@ def _load_zones(W, i, c, x, y, z, zmin, zmax, ko_c):
     path: the distance to each keep-out zone (the start distance of the next step's test) and
     the clearance so far from ``ko_c``."""
     for zi in range(zmin.shape[1]):
-        W[_zone_at(zi) + i] = box_distance(x, y, z, zmin[0, zi] - W[HX + i], zmin[1, zi] - W[HY + i],
-                                           zmin[2, zi] - W[HZ + i], zmax[0, zi] + W[HX + i], zmax[1, zi] + W[HY + i],
-                                           zmax[2, zi] + W[HZ + i])
+        lox, loy, loz, hix, hiy, hiz = grown_box(zmin, zmax, zi, W[HX + i], W[HY + i], W[HZ + i])
+        W[_zone_at(zi) + i] = box_distance(x, y, z, lox, loy, loz, hix, hiy, hiz)
         W[_zone_at(zi) + BLOCK + i] = ko_c[zi, c]
 
 

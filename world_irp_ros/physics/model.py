@@ -289,6 +289,14 @@ def locate_on_axis(ax, face, nsg, p0x, p0y, p0z, u0x, u0y, u0z, p1x, p1y, p1z, u
 
 # -------------------------------------------------------------------------------- keep-out zones
 @physics
+def grown_box(bmin, bmax, k, hx, hy, hz):
+    """Box ``k`` of the (3, K) corner arrays grown by the half extents: the set of centres at
+    which an object of that extent touches or overlaps it. Returns lo x, y, z, hi x, y, z."""
+    return (bmin[0][k] - hx, bmin[1][k] - hy, bmin[2][k] - hz,
+            bmax[0][k] + hx, bmax[1][k] + hy, bmax[2][k] + hz)
+
+
+@physics
 def gap3(px, py, pz, lox, loy, loz, hix, hiy, hiz):
     """Signed per-axis gaps of a point outside a box (positive below ``lo``, negative above ``hi``)."""
     return (maximum(lox - px, 0.0) - maximum(px - hix, 0.0),
@@ -466,12 +474,7 @@ def init_rollout(px, py, pz, hx, hy, hz, t_r, ground, omin, omax, zmin, zmax, ts
     pz = maximum(pz, ground + hz)
     n_k = len(omin[0])
     for kk in range(n_k):
-        lox = omin[0][kk] - hx
-        loy = omin[1][kk] - hy
-        loz = omin[2][kk] - hz
-        hix = omax[0][kk] + hx
-        hiy = omax[1][kk] + hy
-        hiz = omax[2][kk] + hz
+        lox, loy, loz, hix, hiy, hiz = grown_box(omin, omax, kk, hx, hy, hz)
         inside = (px > lox) & (px < hix) & (py > loy) & (py < hiy) & (pz > loz) & (pz < hiz)
         best = hiz - pz                    # ties go to the top face
         face = 5.0
@@ -502,12 +505,7 @@ def init_rollout(px, py, pz, hx, hy, hz, t_r, ground, omin, omax, zmin, zmax, ts
     evc = 0.0
     n_z = len(zmin[0])
     for z in range(n_z):
-        lox = zmin[0][z] - hx
-        loy = zmin[1][z] - hy
-        loz = zmin[2][z] - hz
-        hix = zmax[0][z] + hx
-        hiy = zmax[1][z] + hy
-        hiz = zmax[2][z] + hz
+        lox, loy, loz, hix, hiy, hiz = grown_box(zmin, zmax, z, hx, hy, hz)
         inside = (px > lox) & (px < hix) & (py > loy) & (py < hiy) & (pz > loz) & (pz < hiz)
         ko_c[z, col] = where(inside, 0.0, box_distance(px, py, pz, lox, loy, loz, hix, hiy, hiz))
         ko_t[z, col] = where(inside, 0.0, UNSET)
@@ -575,12 +573,7 @@ def advance_segment(active, t, t_end, px, py, pz, vx, vy, vz, w, mode, sup, mu_s
     shiy = 0.0
     n_k = len(omin[0])
     for kk in range(n_k):
-        lox = omin[0][kk] - hx
-        loy = omin[1][kk] - hy
-        loz = omin[2][kk] - hz
-        hix = omax[0][kk] + hx
-        hiy = omax[1][kk] + hy
-        hiz = omax[2][kk] + hz
+        lox, loy, loz, hix, hiy, hiz = grown_box(omin, omax, kk, hx, hy, hz)
         near = moving & chord_box_overlap(px, py, pz, pex, pey, pez, lox, loy, loz, hix, hiy, hiz)
         if any_(near):
             s_in, s_out, a_in = box_entry(px, py, pz, pex, pey, pez, lox, loy, loz, hix, hiy, hiz)
@@ -651,12 +644,7 @@ def advance_segment(active, t, t_end, px, py, pz, vx, vy, vz, w, mode, sup, mu_s
     # --- keep-out zones along the segment (never deflect anything)
     n_z = len(zmin[0])
     for z in range(n_z):
-        lox = zmin[0][z] - hx
-        loy = zmin[1][z] - hy
-        loz = zmin[2][z] - hz
-        hix = zmax[0][z] + hx
-        hiy = zmax[1][z] + hy
-        hiz = zmax[2][z] + hz
+        lox, loy, loz, hix, hiy, hiz = grown_box(zmin, zmax, z, hx, hy, hz)
         ent = active & (ko_t[z, col] < 0.0) & chord_box_overlap(px, py, pz, pcx, pcy, pcz,
                                                                  lox, loy, loz, hix, hiy, hiz)
         if any_(ent):
