@@ -161,7 +161,8 @@ def test_empty_batch(cpu):
 
 
 def test_kernel_cache_is_keyed_on_the_sources_and_reused_by_a_new_process(tmp_path):
-    """A second process loads the compiled kernel from the cache instead of compiling it."""
+    """A second process loads the compiled kernels, and the block function they call, from the cache
+    instead of compiling them."""
     from world_irp_ros.backends import _numba_kernel
 
     code = ("import json, time, warnings; warnings.simplefilter('ignore'); t = time.perf_counter();"
@@ -169,7 +170,8 @@ def test_kernel_cache_is_keyed_on_the_sources_and_reused_by_a_new_process(tmp_pa
             "from world_irp_ros.backends import _numba_kernel as k; import sys;"
             "b = AnalyticBackend('cpu'); s = [k.kernel(p).stats for p in (True, False)];"
             "print(json.dumps({'dir': str(k.cache_dir()), 'hits': sum(len(x.cache_hits) for x in s),"
-            "'misses': sum(len(x.cache_misses) for x in s),"
+            "'misses': sum(len(x.cache_misses) for x in s), 'block_hits': len(k._block_jit.stats.cache_hits),"
+            "'block_misses': len(k._block_jit.stats.cache_misses),"
             "'seconds': time.perf_counter() - t, 'rclpy': 'rclpy' in sys.modules, 'torch': 'torch' in sys.modules}))")
     env = dict(os.environ)
     cache_base = os.environ.get("WORLD_IRP_NUMBA_CACHE")
@@ -181,6 +183,7 @@ def test_kernel_cache_is_keyed_on_the_sources_and_reused_by_a_new_process(tmp_pa
     assert info["dir"] == str(_numba_kernel.cache_dir())
     assert info["dir"].endswith(_numba_kernel.source_hash())
     assert info["hits"] == 2 and info["misses"] == 0, info    # this session already compiled both
+    assert info["block_hits"] == 1 and info["block_misses"] == 0, info
     assert not info["rclpy"], "the core library must not import rclpy"
     assert not info["torch"], "the CPU engine must not need torch"
 

@@ -18,10 +18,8 @@ own (-> 3.7-3.9 ms); ``insert_event`` writing only the slots that change (-> 3.4
 alone (no events): 3.8 -> 0.7 ms. What is left is mostly the scalar slow path (about 5 eventful
 steps per rollout, 1.8 segments each: RK4, root finding, keep-out clearance, event bookkeeping) and
 the calls into ``advance_segment``, whose ~190 argument words (18 arrays passed by value) are copied
-on every call. How well LLVM schedules that copy varies with the surrounding code: numba links the
-block function into each kernel's library and optimises it again there, and the kernels' copies,
-which the on-disk cache holds, ran 4.3 ms where the block function's own compile (what runs right
-after a fresh compile, in the same process) ran 3.45-3.6 ms with the same source.
+on every call. The kernels call the block function as compiled on its own, not their re-optimised
+copies of it (``_load_block``: 4.2-4.4 -> 3.2-3.4 ms from the cache).
 
 The kernel is compiled once per source version and cached on disk under
 ``~/.cache/world_irp/numba/<hash>`` (or ``$WORLD_IRP_NUMBA_CACHE/<hash>``), the hash covering the
@@ -30,6 +28,7 @@ functions it calls.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -39,6 +38,7 @@ from pathlib import Path
 import numba
 import numpy as np
 from numba import prange
+from numba.core.caching import NullCache
 
 from ..physics import model, ops
 from ..physics.model import (BIG, MAX_SEGMENTS, MODE_FLIGHT, MODE_SUPPORTED, TINY, V_REST, advance_segment,
@@ -469,23 +469,57 @@ def cache_dir() -> Path:
     return Path(base) / source_hash()
 
 
-def kernel(parallel: bool = True):
+def kernel(parallel: bool = True, args: tuple | None = None):
     """The numba dispatcher of the rollout kernel (``prange`` over blocks, or a plain loop),
-    caching into ``cache_dir()``; compiled or loaded from the cache on its first call."""
+    caching into ``cache_dir()``; compiled or loaded from the cache on its first call. ``args``,
+    the kernel's arguments, give the block function's signature (see ``_load_block``)."""
     with _lock:
         if parallel not in _kernels:
-            from numba.core import config
-
             directory = cache_dir()
             directory.mkdir(parents=True, exist_ok=True)
-            previous = config.CACHE_DIR
-            config.CACHE_DIR = str(directory)   # numba fixes the cache locator when caching is enabled
-            try:
+            with _numba_cache_dir(directory):
+                if args is not None:
+                    _load_block(args)
                 if parallel:
                     disp = numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True)(_rollout_kernel)
                 else:
                     disp = numba.njit(fastmath=True, error_model="numpy", cache=True)(_rollout_kernel_serial)
-            finally:
-                config.CACHE_DIR = previous
             _kernels[parallel] = disp
         return _kernels[parallel]
+
+
+def _load_block(args: tuple) -> None:
+    """Compile the block function on its own, or load that compile from the cache, before a kernel.
+
+    Why: a kernel's library holds a copy of the block function linked in and optimised again with
+    it, and that copy ran 20-25 % slower (N = 1024 scene, one thread: 4.2-4.4 vs 3.4-3.5 ms). The
+    copy is a weak definition, and LLVM's JIT links a weak definition to a strong one of the same
+    name already loaded: the block function compiled alone, when it is loaded first. The names
+    match because the block function's cache entry and the kernels' come from the same compiling
+    process (numba's symbol names carry a per-process id). When they do not (an entry missing),
+    the kernel calls its own copy: slower, same results.
+    """
+    if isinstance(_block_jit._cache, NullCache):
+        _block_jit.enable_caching()
+    _block_jit.compile((numba.int64, numba.float64[::1]) + tuple(numba.typeof(a) for a in args))
+
+
+@contextlib.contextmanager
+def _numba_cache_dir(directory: Path):
+    """numba fixes a dispatcher's cache locator when caching is enabled: point it at ``directory``."""
+    from numba.core import config
+
+    previous = config.CACHE_DIR
+    config.CACHE_DIR = str(directory)
+    try:
+        yield
+    finally:
+        config.CACHE_DIR = previous
+
+
+def run(parallel: bool, *args) -> None:
+    """Run the kernel (``parallel``: threads over blocks) on ``args``, in ``_rollout_kernel``'s
+    order; loads or compiles it on first use."""
+    kern = kernel(parallel, args)
+    with CALL_LOCK:
+        kern(*args)

@@ -297,13 +297,11 @@ class AnalyticBackend:
 
         if parallel is None:    # one block: no threads to start or wake
             parallel = prep["pos0"].shape[1] > _numba_kernel.BLOCK
-        kern = _numba_kernel.kernel(parallel)
         gx, gy, gz = (float(x) for x in prep["gravity"])
-        with _numba_kernel.CALL_LOCK:
-            kern(prep["pos0"], prep["vel0"], prep["t_rel"], prep["hext"], prep["rolls"], prep["kdrag"],
-                 prep["rest_c"], prep["fric"], prep["crr"], gx, gy, gz, prep["ground"], prep["e_g"], prep["mu_g"],
-                 prep["omin"], prep["omax"], prep["oe"], prep["omu"], prep["zmin"], prep["zmax"],
-                 prep["tsamp"], prep["offs"], prep["horizon"], prep["nsmax"], self.fast_path,
-                 o["pos_s"], o["vel_s"], o["land_t"], o["land_p"], o["rest_t"], o["ko_t"], o["ko_c"],
-                 o["ev_kind"], o["ev_idx"], o["ev_t"], o["ev_p"], o["ev_cnt"], o["fin_p"], o["fin_v"],
-                 o["fin_mode"], o["ks_out"], o["status"])
+        _numba_kernel.run(parallel, prep["pos0"], prep["vel0"], prep["t_rel"], prep["hext"], prep["rolls"],
+                          prep["kdrag"], prep["rest_c"], prep["fric"], prep["crr"], gx, gy, gz, prep["ground"],
+                          prep["e_g"], prep["mu_g"], prep["omin"], prep["omax"], prep["oe"], prep["omu"],
+                          prep["zmin"], prep["zmax"], prep["tsamp"], prep["offs"], prep["horizon"], prep["nsmax"],
+                          self.fast_path, o["pos_s"], o["vel_s"], o["land_t"], o["land_p"], o["rest_t"], o["ko_t"],
+                          o["ko_c"], o["ev_kind"], o["ev_idx"], o["ev_t"], o["ev_p"], o["ev_cnt"], o["fin_p"],
+                          o["fin_v"], o["fin_mode"], o["ks_out"], o["status"])
