@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from world_irp_ros.scene import CandidateAction
-from world_irp_ros.simulation import SimWorld
+from world_irp_ros.simulation import SIM_DT_S, SimWorld
 
 
 def _throw(velocity, seed=0, steps=90):
@@ -38,3 +39,16 @@ def test_hitting_the_laptop_is_counted():
     # Aimed at the laptop's box (x 3.0-3.35, y 0.25-0.5 on the floor).
     _, contacts = _throw((5.0, 0.5, 1.0), steps=150)
     assert contacts > 0
+
+
+def test_advance_to_keeps_the_world_on_the_clock():
+    """A late tick steps the world to the clock's time in whole physics steps, at most max_step_s."""
+    world = SimWorld(seed=0)
+    try:
+        assert abs(world.advance_to(0.05, max_step_s=0.25)) <= 0.5 * SIM_DT_S
+        before = world.time_s
+        assert world.advance_to(before + 0.1 * SIM_DT_S, max_step_s=0.25) > 0.0    # not due yet: no step
+        assert world.time_s == before
+        assert world.advance_to(1.0, max_step_s=0.25) == pytest.approx(1.0 - before - 0.25, abs=SIM_DT_S)
+    finally:
+        world.close()

@@ -157,6 +157,14 @@ class SimWorld:
                     if pybullet.getContactPoints(body, laptop, **self._pb):
                         self.laptop_contacts += 1
 
+    def advance_to(self, time_s: float, max_step_s: float) -> float:
+        """Step whole physics steps until the world's time is within half a step of ``time_s``,
+        at most ``max_step_s`` at once; returns how far ``time_s`` is still ahead (s)."""
+        ahead_s = time_s - self.time_s
+        if ahead_s >= 0.5 * SIM_DT_S:
+            self.step(min(ahead_s, max_step_s))
+        return time_s - self.time_s
+
     def at_rest(self, object_id: str, speed_mps: float = 0.01) -> bool:
         """True when the object's speed is below ``speed_mps``."""
         return float(np.linalg.norm(self.state(object_id)[1])) < speed_mps

@@ -5,8 +5,9 @@
   ``~/laptop_contacts`` (``std_msgs/UInt32``, transient local): physics steps in which a stone
   touched the laptop — the thing no GO may ever cause.
 - in: ``~/execute`` (``ActionExecution``, reliable): the motor controller's commands.
-The world is stepped in real time by a wall timer; perception reports biased parameters (see
-``simulation.default_stones``).
+The world keeps up with the node's clock (a wall timer steps it to the current time, not by one
+timer period: a late tick on a busy machine would otherwise slow the world down against its
+stamps); perception reports biased parameters (see ``simulation.default_stones``).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import collections
 import sys
 
 import rclpy
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import UInt32
@@ -23,6 +25,9 @@ from world_irp_ros import msg as irp_msg
 from ..simulation import SimWorld
 from . import conversions as conv
 from .qos import CANDIDATE_ACTIONS, LAPTOP_CONTACTS, OBJECT_STATES
+
+# Longest stretch of simulated time one tick may step to catch up with the clock (s).
+MAX_CATCH_UP_S = 0.25
 
 
 class WorldSimNode(Node):
@@ -43,13 +48,17 @@ class WorldSimNode(Node):
         # Perception latency: snapshots wait in this queue until they are latency_s old.
         self._pending: collections.deque = collections.deque()
         self._contacts_sent = -1
+        self._epoch = self.get_clock().now()        # the world's time 0
         self.create_timer(1.0 / self.rate_hz, self._tick)
         self.get_logger().info(f"world_sim up: {len(self.world.stones)} stones at {self.rate_hz:g} Hz, "
                                f"latency {self.latency_s * 1e3:.0f} ms")
 
     def _tick(self) -> None:
-        self.world.step(1.0 / self.rate_hz)
         now = self.get_clock().now()
+        behind_s = self.world.advance_to((now - self._epoch).nanoseconds * 1e-9, MAX_CATCH_UP_S)
+        if behind_s > MAX_CATCH_UP_S:    # stalled for long: restart the world's clock, say so
+            self._epoch = now - Duration(nanoseconds=int(self.world.time_s * 1e9))
+            self.get_logger().warning(f"world_sim fell {behind_s:.2f} s behind the clock; skipped that time")
         self._pending.append((now, self.world.perceived()))
         while self._pending and (now - self._pending[0][0]).nanoseconds * 1e-9 >= self.latency_s - 1e-9:
             stamp, objects = self._pending.popleft()
