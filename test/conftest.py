@@ -26,9 +26,10 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import pytest
 
@@ -129,20 +130,21 @@ def _destroy_node(node) -> None:
         print(f"destroying node {node.get_name()} failed: {exc!r}", file=sys.stderr)
 
 
-def _make_executor(context, node):
+@contextmanager
+def _executor_for(context, node) -> Iterator[object]:
+    """A single-threaded executor of ``context`` with ``node`` added, shut down on leaving."""
     from rclpy.executors import SingleThreadedExecutor
 
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    return executor
-
-
-def _shutdown_executor(executor, node) -> None:
     try:
-        executor.remove_node(node)
-        executor.shutdown(timeout_sec=5.0)
-    except Exception as exc:
-        print(f"executor shutdown failed: {exc!r}", file=sys.stderr)
+        yield executor
+    finally:
+        try:
+            executor.remove_node(node)
+            executor.shutdown(timeout_sec=5.0)
+        except Exception as exc:
+            print(f"executor shutdown failed: {exc!r}", file=sys.stderr)
 
 
 def _spinner(executor) -> Callable[..., object]:
@@ -175,11 +177,8 @@ def ros_node(ros_context, request: pytest.FixtureRequest):
 @pytest.fixture
 def ros_executor(ros_context, ros_node):
     """A single-threaded executor of ``ros_context`` that spins ``ros_node``."""
-    executor = _make_executor(ros_context, ros_node)
-    try:
+    with _executor_for(ros_context, ros_node) as executor:
         yield executor
-    finally:
-        _shutdown_executor(executor, ros_node)
 
 
 @pytest.fixture
@@ -205,11 +204,8 @@ def ros_module_node(ros_context, request: pytest.FixtureRequest):
 @pytest.fixture(scope="module")
 def ros_module_executor(ros_context, ros_module_node):
     """A single-threaded executor that spins ``ros_module_node`` for the whole module."""
-    executor = _make_executor(ros_context, ros_module_node)
-    try:
+    with _executor_for(ros_context, ros_module_node) as executor:
         yield executor
-    finally:
-        _shutdown_executor(executor, ros_module_node)
 
 
 @pytest.fixture(scope="module")

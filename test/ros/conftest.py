@@ -7,6 +7,8 @@ to it over DDS from this process.
   is active (or, without autostart, unconfigured).
 - ``irp_client_factory(namespace)`` (module scope): a ``NodeClient`` on the module's rclpy context
   whose executor spins in a background thread, so waits are plain bounded polls.
+- ``node`` and ``client`` (module scope): the node started in the test module's namespace ``NS``
+  and a client whose ``stone`` the node knows; a module overrides them to start differently.
 
 ``NodeClient`` keeps a "perception" timer publishing the objects given to ``perceive`` at 20 Hz
 with fresh stamps (or stamps shifted into the past, to make them stale), collects everything the
@@ -355,6 +357,20 @@ def start_world_irp(start_process_module):
         return child
 
     return start
+
+
+@pytest.fixture(scope="module")
+def node(request, start_world_irp):
+    """The test module's ``world_irp`` process, active, in the namespace of the module's ``NS``."""
+    return start_world_irp(request.module.NS)
+
+
+@pytest.fixture(scope="module")
+def client(request, node, irp_client_factory):
+    """A ``NodeClient`` of the test module's ``node`` that perceives a ``stone`` the node knows."""
+    c = irp_client_factory(request.module.NS)
+    c.perceive_until_known(c.sphere("stone"))
+    return c
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ pytestmark = pytest.mark.ros
 NS = "/irp_lifecycle"
 
 
+# The shared ``node`` and ``client`` fixtures (conftest.py) start active and wait for the stone to
+# be known; here the node starts unconfigured, where no request can confirm that.
 @pytest.fixture(scope="module")
 def node(start_world_irp):
     return start_world_irp(NS, autostart=False)

@@ -9,24 +9,17 @@ import pytest
 
 pytestmark = pytest.mark.ros
 
-NS = "/irp_plan"
+NS = "/irp_plan"  # of the shared ``node`` and ``client`` fixtures (conftest.py)
 STATUS_SUCCEEDED, STATUS_CANCELED, STATUS_ABORTED = 4, 5, 6  # action_msgs/GoalStatus
 
 
 @pytest.fixture(scope="module")
-def node(start_world_irp):
-    return start_world_irp(NS)
-
-
-@pytest.fixture(scope="module")
-def client(node, irp_client_factory):
-    c = irp_client_factory(NS)
+def client(client):
     # The forward model holds the GIL while it runs: on a loaded machine a plan step can keep the
     # node from taking in states for longer than the default 0.5 s, which would (rightly) make
     # requests during a plan NO_GO_STALE_STATE. Staleness is tested elsewhere.
-    assert all(r.successful for r in c.set_params(state_timeout_s=10.0))
-    c.perceive_until_known(c.sphere("stone", position=(0.0, 0.0, 1.0)))
-    return c
+    assert all(r.successful for r in client.set_params(state_timeout_s=10.0))
+    return client
 
 
 def test_plan_reaches_go_with_feedback(client):

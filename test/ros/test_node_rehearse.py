@@ -14,19 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.ros
 
-NS = "/irp_rehearse"
-
-
-@pytest.fixture(scope="module")
-def node(start_world_irp):
-    return start_world_irp(NS)
-
-
-@pytest.fixture(scope="module")
-def client(node, irp_client_factory):
-    c = irp_client_factory(NS)
-    c.perceive_until_known(c.sphere("stone"))
-    return c
+NS = "/irp_rehearse"  # of the shared ``node`` and ``client`` fixtures (conftest.py)
 
 
 def codes(resp) -> list[str]:

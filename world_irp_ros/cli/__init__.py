@@ -11,7 +11,8 @@ import sys
 from typing import Sequence
 
 from . import demo, plan, rehearse
-from .common import EXIT_BACKEND, EXIT_BAD_INPUT, EXIT_NO_GO, EXIT_OK, EXIT_USAGE
+from .common import (EXIT_BACKEND, EXIT_BAD_INPUT, EXIT_NO_GO, EXIT_OK, EXIT_USAGE, BackendUnavailable, InputError,
+                     error)
 
 EPILOG = f"""exit status:
   {EXIT_OK}  success (plan: the best action is GO)
@@ -66,6 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return int(args.func(args))
+    # Every subcommand ends the same way on a bad input file or an unavailable backend.
+    except InputError as err:
+        error(str(err))
+        return EXIT_BAD_INPUT
+    except BackendUnavailable as err:
+        error(f"world-irp {args.command}: {err}")
+        return EXIT_BACKEND
     except KeyboardInterrupt:
         print("world-irp: interrupted", file=sys.stderr)
         return 130

@@ -18,8 +18,8 @@ from ..planning import parse_plan
 from ..plotting import plot_rehearsal, verdict_counts
 from ..rehearsal import Rehearser
 from ..scene import parse_request
-from .common import (BACKEND_CHOICES, DEVICE_CHOICES, EXIT_BACKEND, EXIT_BAD_INPUT, EXIT_OK, BackendUnavailable,
-                     InputError, emit, error, find_config, finite, load_input, open_backend)
+from .common import (BACKEND_CHOICES, DEVICE_CHOICES, EXIT_BAD_INPUT, EXIT_OK, emit, error, find_config, finite,
+                     load_input, open_backend)
 from .plan import plan_problem
 
 SCENE = "scenes/stone_throw.json"
@@ -52,17 +52,9 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         error(f"world-irp demo: {err}")
         return EXIT_BAD_INPUT
-    try:
-        request = load_input(scene_path, parse_request)
-        problem = load_input(plan_path, parse_plan) if plan_path else None
-    except InputError as err:
-        error(str(err))
-        return EXIT_BAD_INPUT
-    try:
-        backend = open_backend(args.backend, args.device)
-    except BackendUnavailable as err:
-        error(f"world-irp demo: {err}")
-        return EXIT_BACKEND
+    request = load_input(scene_path, parse_request)  # InputError, BackendUnavailable: main() reports them
+    problem = load_input(plan_path, parse_plan) if plan_path else None
+    backend = open_backend(args.backend, args.device)
 
     outcome = Rehearser(backend).rehearse(request)
     counts = verdict_counts([v.code for v in outcome.verdicts])

@@ -8,8 +8,7 @@ from typing import Any
 
 from ..irp import IRPState, WorldIRP
 from ..planning import ThrowProblem, parse_plan
-from .common import (BACKEND_CHOICES, DEVICE_CHOICES, EXIT_BACKEND, EXIT_BAD_INPUT, EXIT_NO_GO, EXIT_OK,
-                     BackendUnavailable, InputError, dumps, emit, error, load_input, open_backend)
+from .common import BACKEND_CHOICES, DEVICE_CHOICES, EXIT_NO_GO, EXIT_OK, dumps, emit, load_input, open_backend
 
 
 def _count(text: str) -> int:
@@ -99,16 +98,8 @@ def summary_text(file: str, report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        problem = load_input(args.file, parse_plan)
-    except InputError as err:
-        error(str(err))
-        return EXIT_BAD_INPUT
-    try:
-        backend = open_backend(args.backend, args.device)
-    except BackendUnavailable as err:
-        error(f"world-irp plan: {err}")
-        return EXIT_BACKEND
+    problem = load_input(args.file, parse_plan)  # InputError, BackendUnavailable: main() reports them
+    backend = open_backend(args.backend, args.device)
     plugin = WorldIRP({"backend": args.backend, "device": args.device, "max_iterations": problem.max_iterations},
                       backend=backend)
     on_step = None if args.json else (lambda t: emit(step_line(t)))

@@ -6,8 +6,8 @@ import math
 
 from ..rehearsal import RehearsalOutcome, Rehearser
 from ..scene import parse_request
-from .common import (BACKEND_CHOICES, DEVICE_CHOICES, EXIT_BACKEND, EXIT_BAD_INPUT, EXIT_OK, BackendUnavailable,
-                     InputError, dumps, emit, error, load_input, open_backend)
+from .common import (BACKEND_CHOICES, DEVICE_CHOICES, EXIT_BAD_INPUT, EXIT_OK, InputError, dumps, emit, error,
+                     load_input, open_backend)
 
 
 def _samples(text: str) -> int:
@@ -84,12 +84,8 @@ def outcome_text(file: str, outcome: RehearsalOutcome) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        backend = open_backend(args.backend, args.device)
-        fallback = open_backend(args.fallback, args.device) if args.fallback else None
-    except BackendUnavailable as err:
-        error(f"world-irp rehearse: {err}")
-        return EXIT_BACKEND
+    backend = open_backend(args.backend, args.device)  # BackendUnavailable: main() reports it
+    fallback = open_backend(args.fallback, args.device) if args.fallback else None
     rehearser = Rehearser(backend, fallback)
     status = EXIT_OK
     for path in args.files:
