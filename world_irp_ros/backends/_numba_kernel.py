@@ -144,6 +144,12 @@ def _flight_steps(W, nb, off, horizon, gx, gy, gz, ground, use_fast):
         W[QUIET + i] = 1.0 if (use_fast & (h > 0.0) & (not bad)) else 0.0
 
 
+def _lane_chord_and_box(W, i, ax, ay, az, bx, by, bz):
+    """Lane ``i``'s box (a, b) grown by its half extents, and its chord of the step (start, end)."""
+    return (ax - W[HX + i], ay - W[HY + i], az - W[HZ + i], bx + W[HX + i], by + W[HY + i], bz + W[HZ + i],
+            W[OPX + i], W[OPY + i], W[OPZ + i], W[PX + i], W[PY + i], W[PZ + i])
+
+
 def _obstacle_checks(W, nb, kk, omin, omax):
     """2. The step's chord must keep its box clear of obstacle ``kk`` expanded by the half extents,
     and a supported object must stay over its support's footprint."""
@@ -151,18 +157,7 @@ def _obstacle_checks(W, nb, kk, omin, omax):
     bx, by, bz = omax[0, kk], omax[1, kk], omax[2, kk]
     for i in range(nb):
         quiet = W[QUIET + i]
-        lox = ax - W[HX + i]
-        loy = ay - W[HY + i]
-        loz = az - W[HZ + i]
-        hix = bx + W[HX + i]
-        hiy = by + W[HY + i]
-        hiz = bz + W[HZ + i]
-        x0 = W[OPX + i]
-        y0 = W[OPY + i]
-        z0 = W[OPZ + i]
-        x1 = W[PX + i]
-        y1 = W[PY + i]
-        z1 = W[PZ + i]
+        lox, loy, loz, hix, hiy, hiz, x0, y0, z0, x1, y1, z1 = _lane_chord_and_box(W, i, ax, ay, az, bx, by, bz)
         overlap = ((min(x0, x1) < hix) & (max(x0, x1) > lox) & (min(y0, y1) < hiy) & (max(y0, y1) > loy)
                    & (min(z0, z1) < hiz) & (max(z0, z1) > loz))
         on_k = (W[MD + i] == MODE_SUPPORTED) & (W[SP + i] == kk)
@@ -183,18 +178,7 @@ def _zone_checks(W, Z, nb, z, zmin, zmax):
         quiet = W[QUIET + i]
         d0 = Z[i]
         best = Z[BLOCK + i]
-        lox = ax - W[HX + i]
-        loy = ay - W[HY + i]
-        loz = az - W[HZ + i]
-        hix = bx + W[HX + i]
-        hiy = by + W[HY + i]
-        hiz = bz + W[HZ + i]
-        x0 = W[OPX + i]
-        y0 = W[OPY + i]
-        z0 = W[OPZ + i]
-        x1 = W[PX + i]
-        y1 = W[PY + i]
-        z1 = W[PZ + i]
+        lox, loy, loz, hix, hiy, hiz, x0, y0, z0, x1, y1, z1 = _lane_chord_and_box(W, i, ax, ay, az, bx, by, bz)
         e0x, e0y, e0z = gap3(x0, y0, z0, lox, loy, loz, hix, hiy, hiz)
         e1x, e1y, e1z = gap3(x1, y1, z1, lox, loy, loz, hix, hiy, hiz)
         dx = x1 - x0
@@ -429,6 +413,8 @@ _zone_at = numba.njit(_zone_at)
 _start_step = numba.njit(fastmath=True, error_model="numpy")(_start_step)
 _free_steps = numba.njit(fastmath=True, error_model="numpy")(_free_steps)
 _flight_steps = numba.njit(fastmath=True, error_model="numpy")(_flight_steps)
+# Inlined at the IR level into the passes, like the model's hot equations, so they stay vectorised.
+_lane_chord_and_box = model.physics(_lane_chord_and_box)
 _obstacle_checks = numba.njit(fastmath=True, error_model="numpy")(_obstacle_checks)
 _zone_checks = numba.njit(fastmath=True, error_model="numpy")(_zone_checks)
 _finish_quiet = numba.njit(fastmath=True, error_model="numpy")(_finish_quiet)
