@@ -8,10 +8,12 @@ from world_irp_ros.scene import CandidateAction
 from world_irp_ros.simulation import SIM_DT_S, SimWorld
 
 
-def _throw(velocity, seed=0, steps=90):
+def _throw(velocity, seed=0, steps=90, perceptions=0):
     world = SimWorld(seed=seed)
     try:
         world.step(0.2)
+        for _ in range(perceptions):
+            world.perceived()
         world.execute(CandidateAction("a", "throw", "pumice", (0.3, 0.0, 1.2), velocity))
         track = []
         for _ in range(steps):
@@ -26,6 +28,14 @@ def test_same_seed_same_world():
     a, _ = _throw((4.0, 0.0, 2.0), seed=3)
     b, _ = _throw((4.0, 0.0, 2.0), seed=3)
     assert np.array_equal(a, b)
+
+
+def test_the_actuator_noise_does_not_depend_on_how_often_the_world_was_perceived():
+    a, _ = _throw((4.0, 0.0, 2.0), seed=3)
+    b, _ = _throw((4.0, 0.0, 2.0), seed=3, perceptions=7)
+    c, _ = _throw((4.0, 0.0, 2.0), seed=4)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)                 # the seed does draw the actuator's noise
 
 
 def test_drag_shortens_the_throw_against_vacuum():

@@ -66,7 +66,10 @@ class SimWorld:
 
     def __init__(self, scene: SimScene | None = None, seed: int = 0):
         self.scene = scene or SimScene()
-        self.rng = np.random.default_rng(seed)
+        # Perception and the actuator draw from separate streams, so what an action does depends
+        # on the seed and the actions before it, not on how many frames were perceived meanwhile.
+        self.rng = np.random.default_rng([seed, 0])
+        self.actuator_rng = np.random.default_rng([seed, 1])
         self.time_s = 0.0
         self.client = pybullet.connect(pybullet.DIRECT)
         self._pb = dict(physicsClientId=self.client)
@@ -126,7 +129,7 @@ class SimWorld:
         release point and lets go with the commanded velocity (throw/drop), or pushes it."""
         body = self.bodies[action.object_id]
         stone = self.stones[action.object_id]
-        noise = self.rng.normal(0.0, self.scene.release_velocity_noise_std_mps, 3)
+        noise = self.actuator_rng.normal(0.0, self.scene.release_velocity_noise_std_mps, 3)
         if action.type == "push":
             _, v = self.state(action.object_id)
             pybullet.resetBaseVelocity(body, tuple(v + np.array(action.impulse_ns) / stone.true_mass_kg + noise),
