@@ -176,3 +176,15 @@ def test_usage_errors_exit_2(capsys):
     assert main(["rehearse"]) == 2
     assert main(["rehearse", "x.json", "--samples", "0"]) == 2
     assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["rehearse", "x.json", "--samples", "5000"], "--samples: must lie in [1, 4096], got 5000"),
+    (["rehearse", "x.json", "--samples", "two"], "--samples: must be an integer, got 'two'"),
+    (["rehearse", "x.json", "--deadline-ms", "0"], "--deadline-ms: must be > 0, got 0"),
+    (["rehearse", "x.json", "--deadline-ms", "nan"], "--deadline-ms: must be > 0, got nan"),
+    (["plan", "x.json", "--max-iterations", "0"], "--max-iterations: must be >= 1, got 0"),
+])
+def test_bad_option_values_are_named(capsys, argv, message):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

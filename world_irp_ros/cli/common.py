@@ -1,7 +1,9 @@
 """What the subcommands share: exit codes, reading input files, opening backends, finding scenes."""
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -22,6 +24,23 @@ BACKEND_CHOICES = tuple(sorted(set(REGISTRY) | {"analytic", "pybullet", "learned
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 T = TypeVar("T")
+
+
+def bounded(kind: type, low: float, high: float | None = None, strict: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type``: ``kind`` (int or float) from text, finite and at least ``low``
+    (above it when ``strict``) and at most ``high``; anything else is a usage error naming it."""
+    def parse(text: str):
+        try:
+            x = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        too_low = x <= low if strict else x < low
+        if not math.isfinite(x) or too_low or (high is not None and x > high):
+            bound = f"lie in [{low}, {high}]" if high is not None else f"be {'>' if strict else '>='} {low}"
+            raise argparse.ArgumentTypeError(f"must {bound}, got {text}")
+        return x
+    return parse
 
 
 class InputError(Exception):

@@ -8,17 +8,7 @@ from typing import Any
 
 from ..irp import IRPState, WorldIRP
 from ..planning import ThrowProblem, parse_plan
-from .common import BACKEND_CHOICES, DEVICE_CHOICES, EXIT_NO_GO, EXIT_OK, dumps, emit, load_input, open_backend
-
-
-def _count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
+from .common import BACKEND_CHOICES, DEVICE_CHOICES, EXIT_NO_GO, EXIT_OK, bounded, dumps, emit, load_input, open_backend
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE", help="plan file (JSON)")
     p.add_argument("--backend", default="analytic", choices=BACKEND_CHOICES, help="forward model (default: analytic)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where the model runs (default: auto)")
-    p.add_argument("--max-iterations", type=_count, metavar="N",
+    p.add_argument("--max-iterations", type=bounded(int, 1), metavar="N",
                    help="at most N refinement steps (default: the file's plan.max_iterations)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: best action, verdict, halt reason and per-step telemetry")

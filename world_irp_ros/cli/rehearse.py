@@ -2,32 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from ..rehearsal import RehearsalOutcome, Rehearser
 from ..scene import parse_request
-from .common import (BACKEND_CHOICES, DEVICE_CHOICES, EXIT_BAD_INPUT, EXIT_OK, InputError, dumps, emit, error,
-                     load_input, open_backend)
-
-
-def _samples(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if not 1 <= n <= 4096:
-        raise argparse.ArgumentTypeError(f"must lie in [1, 4096], got {n}")
-    return n
-
-
-def _positive_float(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not x > 0 or not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return x
+from .common import (BACKEND_CHOICES, DEVICE_CHOICES, EXIT_BAD_INPUT, EXIT_OK, InputError, bounded, dumps, emit,
+                     error, load_input, open_backend)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,10 +22,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fallback", choices=BACKEND_CHOICES, default=None,
                    help="backend to try when the first one fails on a request (named in the reasons)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where the model runs (default: auto)")
-    p.add_argument("--samples", type=_samples, metavar="N",
+    p.add_argument("--samples", type=bounded(int, 1, 4096), metavar="N",
                    help="uncertainty samples per candidate (default: the file's, else 1 when nothing is "
                         "uncertain and 64 otherwise)")
-    p.add_argument("--deadline-ms", type=_positive_float, metavar="MS",
+    p.add_argument("--deadline-ms", type=bounded(float, 0, strict=True), metavar="MS",
                    help="answer NO_GO_DEADLINE for every candidate of a request that takes longer")
     p.add_argument("--json", action="store_true", help="print JSON Lines (one object per file) instead of text")
     p.add_argument("--no-trajectories", action="store_true", help="leave the nominal trajectories out of --json")
