@@ -64,11 +64,56 @@ def test_cuda_equals_cpu(cpu):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device on this machine (torch.cuda.is_available() is False); "
-                    "the CUDA path's equations are checked by the torch-engine tests on the CPU")
-    batch = stone_throws(256)
+                    "the CUDA path's equations and its graph's sync-free loop are checked by the torch-engine "
+                    "tests on the CPU")
+    from world_irp_ros.backends import _torch_rollout
+
     gpu = AnalyticBackend("cuda")
     assert gpu.engine == "torch"
-    assert_results_close(cpu.rollout(batch), gpu.rollout(batch), atol=1e-9)
+    for seed in (1, 2):     # the first batch of a structure runs and is captured, the second replays
+        batch = stone_throws(256, seed=seed)
+        assert_results_close(cpu.rollout(batch), gpu.rollout(batch), atol=1e-9)
+    graph, _static, _result = next(reversed(_torch_rollout._graphs.values()))
+    assert graph is not None, "the CUDA graph capture failed (see the log)"
+
+
+def _torch_run(batch, mode):
+    from world_irp_ros.backends import _torch_rollout
+    from world_irp_ros.backends.analytic import allocate, finish, prepare
+
+    prep = prepare(batch)
+    out = allocate(batch.size, prep["tsamp"].shape[0], prep["zmin"].shape[1])
+    return finish(prep, _torch_rollout.run(prep, out, "cpu", mode))
+
+
+def _unfinished_after(batch, passes):
+    """Rollouts a sync-free loop of ``passes`` segment passes per step leaves short of a step's end."""
+    from world_irp_ros.backends import _torch_rollout as tr
+    from world_irp_ros.backends.analytic import allocate, prepare
+    from world_irp_ros.physics.ops import without_device_sync
+
+    prep = prepare(batch)
+    out = allocate(batch.size, prep["tsamp"].shape[0], prep["zmin"].shape[1])
+    with without_device_sync():
+        return int(tr._roll(tr._tensors(prep, out, "cpu"), tr._world(prep), passes)["unfinished"].sum())
+
+
+def test_the_sync_free_loop_a_cuda_graph_holds_equals_the_numba_kernel(cpu):
+    """What the CUDA path captures into a graph (fixed passes per step, no device syncs), on the CPU."""
+    from world_irp_ros.backends._torch_rollout import GRAPH_PASSES
+
+    batch = stone_throws(48, seed=4)
+    assert _unfinished_after(batch, GRAPH_PASSES) == 0          # answered without the eager fallback
+    assert_results_close(cpu.rollout(batch), _torch_run(batch, "fixed"), atol=1e-9)
+
+
+def test_a_step_with_more_events_than_the_fixed_passes_falls_back_to_eager(cpu, monkeypatch):
+    from world_irp_ros.backends import _torch_rollout
+
+    batch = stone_throws(48, seed=4)
+    assert _unfinished_after(batch, 1) > 0                      # a bounce needs two passes
+    monkeypatch.setattr(_torch_rollout, "GRAPH_PASSES", 1)
+    assert_results_close(cpu.rollout(batch), _torch_run(batch, "fixed"), atol=1e-9)
 
 
 def test_fast_path_equals_slow_path(cpu):

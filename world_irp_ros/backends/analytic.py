@@ -285,7 +285,7 @@ class AnalyticBackend:
             else:
                 from . import _torch_rollout
 
-                out = _torch_rollout.run(prep, out, self.device)
+                out = _torch_rollout.run(prep, out, self.device, "graph" if self.device == "cuda" else "eager")
         except (BackendError, ValidationError):
             raise
         except Exception as err:

@@ -16,8 +16,10 @@ arithmetic (use ``where(c, 1.0, 0.0)``).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
+import threading
 
 from numba.extending import overload
 
@@ -90,10 +92,29 @@ def not_(c):
     return (not c) if torch is None else torch.logical_not(c)
 
 
+_SYNC = threading.local()
+
+
+@contextlib.contextmanager
+def without_device_sync():
+    """Inside it ``any_`` on tensors is True without looking: the masked work is done instead of
+    skipped, and no value is read back from the device, so the code can be captured into a CUDA
+    graph (the results are the same: the work skipped otherwise is masked off)."""
+    before = getattr(_SYNC, "off", False)
+    _SYNC.off = True
+    try:
+        yield
+    finally:
+        _SYNC.off = before
+
+
 def any_(c):
-    """True when ``c`` holds anywhere: a Python bool, used only to skip work masked off anyway."""
+    """True when ``c`` holds anywhere: a Python bool, used only to skip work masked off anyway
+    (always True on tensors inside ``without_device_sync``)."""
     torch = _torch_if_tensor(c)
-    return bool(c) if torch is None else bool(c.any())
+    if torch is None:
+        return bool(c)
+    return True if getattr(_SYNC, "off", False) else bool(c.any())
 
 
 def any_cheap(c):
@@ -174,4 +195,4 @@ def _ov_as_index(x):
     return impl
 
 
-__all__ = ["where", "sqrt", "minimum", "maximum", "clip", "not_", "any_", "any_cheap", "as_index"]
+__all__ = ["where", "sqrt", "minimum", "maximum", "clip", "not_", "any_", "any_cheap", "as_index", "without_device_sync"]
