@@ -77,23 +77,27 @@ def test_cuda_equals_cpu(cpu):
     assert graph is not None, "the CUDA graph capture failed (see the log)"
 
 
-def _torch_run(batch, mode):
-    from world_irp_ros.backends import _torch_rollout
-    from world_irp_ros.backends.analytic import allocate, finish, prepare
+def _prepared(batch):
+    from world_irp_ros.backends.analytic import allocate, prepare
 
     prep = prepare(batch)
-    out = allocate(batch.size, prep["tsamp"].shape[0], prep["zmin"].shape[1])
+    return prep, allocate(batch.size, prep["tsamp"].shape[0], prep["zmin"].shape[1])
+
+
+def _torch_run(batch, mode):
+    from world_irp_ros.backends import _torch_rollout
+    from world_irp_ros.backends.analytic import finish
+
+    prep, out = _prepared(batch)
     return finish(prep, _torch_rollout.run(prep, out, "cpu", mode))
 
 
 def _unfinished_after(batch, passes):
     """Rollouts a sync-free loop of ``passes`` segment passes per step leaves short of a step's end."""
     from world_irp_ros.backends import _torch_rollout as tr
-    from world_irp_ros.backends.analytic import allocate, prepare
     from world_irp_ros.physics.ops import without_device_sync
 
-    prep = prepare(batch)
-    out = allocate(batch.size, prep["tsamp"].shape[0], prep["zmin"].shape[1])
+    prep, out = _prepared(batch)
     with without_device_sync():
         return int(tr._roll(tr._tensors(prep, out, "cpu"), tr._world(prep), passes)["unfinished"].sum())
 

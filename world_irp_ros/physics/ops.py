@@ -195,4 +195,5 @@ def _ov_as_index(x):
     return impl
 
 
-__all__ = ["where", "sqrt", "minimum", "maximum", "clip", "not_", "any_", "any_cheap", "as_index", "without_device_sync"]
+__all__ = ["where", "sqrt", "minimum", "maximum", "clip", "not_", "any_", "any_cheap", "as_index",
+           "without_device_sync"]
