@@ -12,10 +12,11 @@ Three ways to run that loop (``mode``):
 * ``"fixed"``: ``GRAPH_PASSES`` passes per step and no value read back (``without_device_sync``);
   a rollout still short of a step's end after them (more events in one step) is flagged, and then
   the whole batch is run ``"eager"`` instead. Same results, no sync: what a CUDA graph can hold;
-* ``"graph"`` (CUDA; ``"fixed"`` elsewhere): ``"fixed"`` captured once per batch structure into a CUDA graph and replayed,
-  so a rollout is one graph launch instead of a few hundred thousand kernel launches. A batch's
-  structure is everything the graph holds as constants: its size, sample times, steps and world
-  (obstacles, zones, gravity); the first batch of a structure runs ``"fixed"`` and is captured.
+* ``"graph"`` (CUDA; ``"fixed"`` elsewhere): ``"fixed"`` captured into a CUDA graph once per batch
+  structure and replayed, so a rollout is one graph launch instead of one kernel launch per tensor
+  operation. A batch's structure is what the graph holds fixed: its array shapes, the step times
+  and the world (obstacles, zones, gravity); the first batch of a structure runs ``"fixed"`` and is
+  captured.
 """
 from __future__ import annotations
 
