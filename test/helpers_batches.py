@@ -113,3 +113,14 @@ def result_columns(result: Any, index: Any) -> dict[str, np.ndarray]:
         else:
             out[name] = value[..., idx]
     return out
+
+
+def torch_rollout(batch: RolloutBatch, mode: str) -> Any:
+    """``batch`` through the analytic backend's torch engine on the CPU in ``mode`` ("eager", or
+    "fixed": the sync-free loop the CUDA path captures into a graph)."""
+    from world_irp_ros.backends import _torch_rollout
+    from world_irp_ros.backends.analytic import allocate, finish, prepare
+
+    prep = prepare(batch)
+    out = allocate(batch.size, prep["tsamp"].shape[0], prep["zmin"].shape[1])
+    return finish(prep, _torch_rollout.run(prep, out, "cpu", mode))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers_batches import make_batch, result_columns, sphere_drag
+from helpers_batches import make_batch, result_columns, sphere_drag, torch_rollout
 from world_irp_ros.backends import create_backend
 from world_irp_ros.backends.analytic import AnalyticBackend
 from world_irp_ros.backends.base import EVENT_GROUND, EVENT_REST, MAX_EVENTS, MODE_REST
@@ -77,27 +77,15 @@ def test_cuda_equals_cpu(cpu):
     assert graph is not None, "the CUDA graph capture failed (see the log)"
 
 
-def _prepared(batch):
-    from world_irp_ros.backends.analytic import allocate, prepare
-
-    prep = prepare(batch)
-    return prep, allocate(batch.size, prep["tsamp"].shape[0], prep["zmin"].shape[1])
-
-
-def _torch_run(batch, mode):
-    from world_irp_ros.backends import _torch_rollout
-    from world_irp_ros.backends.analytic import finish
-
-    prep, out = _prepared(batch)
-    return finish(prep, _torch_rollout.run(prep, out, "cpu", mode))
-
-
 def _unfinished_after(batch, passes):
     """Rollouts a sync-free loop of ``passes`` segment passes per step leaves short of a step's end."""
     from world_irp_ros.backends import _torch_rollout as tr
     from world_irp_ros.physics.ops import without_device_sync
 
-    prep, out = _prepared(batch)
+    from world_irp_ros.backends.analytic import allocate, prepare
+
+    prep = prepare(batch)
+    out = allocate(batch.size, prep["tsamp"].shape[0], prep["zmin"].shape[1])
     with without_device_sync():
         return int(tr._roll(tr._tensors(prep, out, "cpu"), tr._world(prep), passes)["unfinished"].sum())
 
@@ -108,7 +96,7 @@ def test_the_sync_free_loop_a_cuda_graph_holds_equals_the_numba_kernel(cpu):
 
     batch = stone_throws(48, seed=4)
     assert _unfinished_after(batch, GRAPH_PASSES) == 0          # answered without the eager fallback
-    assert_results_close(cpu.rollout(batch), _torch_run(batch, "fixed"), atol=1e-9)
+    assert_results_close(cpu.rollout(batch), torch_rollout(batch, "fixed"), atol=1e-9)
 
 
 def test_a_step_with_more_events_than_the_fixed_passes_falls_back_to_eager(cpu, monkeypatch):
@@ -117,7 +105,7 @@ def test_a_step_with_more_events_than_the_fixed_passes_falls_back_to_eager(cpu, 
     batch = stone_throws(48, seed=4)
     assert _unfinished_after(batch, 1) > 0                      # a bounce needs two passes
     monkeypatch.setattr(_torch_rollout, "GRAPH_PASSES", 1)
-    assert_results_close(cpu.rollout(batch), _torch_run(batch, "fixed"), atol=1e-9)
+    assert_results_close(cpu.rollout(batch), torch_rollout(batch, "fixed"), atol=1e-9)
 
 
 def test_fast_path_equals_slow_path(cpu):

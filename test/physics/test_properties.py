@@ -4,7 +4,8 @@
   (1/2 |v|^2 - g . p) never increases along a trajectory (impacts, friction and drag only remove
   energy; a sphere's spin is not counted, and the model never turns spin back into translation).
 * Results do not depend on where a rollout sits in a batch or on the batch size.
-* The torch engine (the CUDA code path, here on the CPU) equals the numba kernel.
+* The torch engine (the CUDA code path, here on the CPU), eager and as the sync-free loop a CUDA
+  graph holds, equals the numba kernel.
 * The kernel's vectorised fast path changes nothing (every step through the shared slow path
   gives the same answers).
 """
@@ -16,7 +17,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers_batches import make_batch, result_columns, subset
+from helpers_batches import make_batch, result_columns, subset, torch_rollout
 
 G = 9.81
 # HYPOTHESIS_EXAMPLES=400 ./run test test/physics/test_properties.py searches harder (default: quick).
@@ -104,6 +105,15 @@ def test_independent_of_batch_order_and_size(analytic, batch, data):
 def test_torch_engine_equals_numba_engine(analytic, analytic_torch, batch):
     a = result_columns(analytic.rollout(batch), np.arange(batch.size))
     b = result_columns(analytic_torch.rollout(batch), np.arange(batch.size))
+    assert_same(a, b, atol=1e-9, rtol=1e-9)
+
+
+@settings(max_examples=examples(10), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=scenes(max_n=5))
+def test_the_loop_a_cuda_graph_holds_equals_numba_engine(analytic, batch):
+    """The torch engine's sync-free loop (fixed passes per step, the CUDA graph's content)."""
+    a = result_columns(analytic.rollout(batch), np.arange(batch.size))
+    b = result_columns(torch_rollout(batch, "fixed"), np.arange(batch.size))
     assert_same(a, b, atol=1e-9, rtol=1e-9)
 
 
