@@ -135,9 +135,8 @@ def _roll(o: dict[str, Any], w: dict[str, Any], passes: int | None) -> dict[str,
     return result
 
 
-def _structure(prep: dict[str, Any], out: dict[str, np.ndarray], dev) -> tuple:
-    """What a captured graph holds fixed: the device, every array's shape and the shared world."""
-    w = _world(prep)
+def _structure(prep: dict[str, Any], out: dict[str, np.ndarray], w: dict[str, Any], dev) -> tuple:
+    """What a captured graph holds fixed: the device, every array's shape and the shared world ``w``."""
     shapes = tuple((name, np.shape(prep[name])) for name in _INPUTS) + tuple(
         (name, arr.shape) for name, arr in sorted(out.items()))
     return (str(dev), shapes, tuple((k, repr(v)) for k, v in sorted(w.items())))
@@ -148,11 +147,11 @@ def _replay(prep: dict[str, Any], out: dict[str, np.ndarray], dev) -> dict[str, 
     None when capturing failed (the caller then runs eagerly; logged once per structure)."""
     import torch
 
-    key = _structure(prep, out, dev)
+    w = _world(prep)
+    key = _structure(prep, out, w, dev)
     entry = _graphs.get(key)
     if entry is None:
         static = _tensors(prep, out, dev)
-        w = _world(prep)
         # The first batch runs uncaptured on a side stream (as torch asks before a capture) and is
         # this call's answer; the graph then records the same work on copies of the inputs.
         side = torch.cuda.Stream(dev)
@@ -163,13 +162,11 @@ def _replay(prep: dict[str, Any], out: dict[str, np.ndarray], dev) -> dict[str, 
         try:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph), without_device_sync():
-                result = _roll(static, w, GRAPH_PASSES)
+                _graphs[key] = (graph, static, _roll(static, w, GRAPH_PASSES))
         except Exception as err:      # a capture the driver refuses: answer eagerly, say so once
             _graphs[key] = (None, None, None)
             _log.warning("CUDA graph capture failed (%s: %s); this batch structure runs eagerly",
                          type(err).__name__, err)
-            return first
-        _graphs[key] = (graph, static, result)
         while len(_graphs) > GRAPH_CACHE_SIZE:
             _graphs.popitem(last=False)
         return first
