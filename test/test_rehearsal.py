@@ -3,6 +3,7 @@ every failure (backend exception, deadline); judged outcomes on the real analyti
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -203,3 +204,35 @@ def test_rehearsal_is_deterministic(analytic):
     a = Rehearser(analytic).rehearse(request(uncertain))
     b = Rehearser(analytic).rehearse(request(uncertain))
     assert [v.to_dict() for v in a.verdicts] == [v.to_dict() for v in b.verdicts]
+
+
+def many_throws(n, speed_mps):
+    """REQUEST with ``n`` throws of the ball, fanned out in speed and direction."""
+    def edit(d):
+        d["actions"] = [{"id": f"t{i}", "type": "throw", "object_id": "ball",
+                         "release_velocity": [speed_mps + 0.005 * i, 0.5 - 0.001 * i, 2.0]} for i in range(n)]
+    return request(edit)
+
+
+def test_tracks_are_read_only_copies_a_later_rehearsal_cannot_overwrite(analytic):
+    # 800 tracks of 61 samples: large enough that the backend reuses its sample buffers.
+    rehearser = Rehearser(analytic)
+    first = rehearser.rehearse(many_throws(800, 3.0))
+    before = first.trajectories[5].positions_m.copy()
+    rehearser.rehearse(many_throws(800, 6.0))
+    np.testing.assert_array_equal(first.trajectories[5].positions_m, before)
+    with pytest.raises(ValueError):
+        first.trajectories[5].positions_m[0, 0] = 1.0
+
+
+def test_each_track_has_its_own_events_as_if_rehearsed_alone(analytic):
+    req = request()
+    together = Rehearser(analytic).rehearse(req)
+    counts = [len(t.events) for t in together.trajectories]
+    assert len(set(counts)) > 1, counts           # the flat event lists are split at different counts
+    for k, action in enumerate(req.actions):
+        alone = Rehearser(analytic).rehearse(dataclasses.replace(req, actions=(action,)))
+        assert together.trajectories[k].events == alone.trajectories[0].events
+        assert together.trajectories[k].final_position_m == alone.trajectories[0].final_position_m
+        assert ({**together.verdicts[k].to_dict(), "chosen": None}
+                == {**alone.verdicts[0].to_dict(), "chosen": None})
