@@ -30,22 +30,29 @@ DEFAULT_SAMPLES = 64
 
 
 # --------------------------------------------------------------------------- validation helpers
-def _finite(name: str, value: Any) -> float:
+def _finite(name: str, value: Any, index: int | None = None) -> float:
+    """``value`` as a finite float, else ``ValidationError`` naming ``name`` (``name[index]``: the
+    name of an element is only written out for an error, as validation runs per candidate)."""
     if isinstance(value, (str, bytes)):
-        raise ValidationError(f"must be a number, got {value!r}", name)
+        raise ValidationError(f"must be a number, got {value!r}", _element(name, index))
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise ValidationError(f"must be a number, got {value!r}", name) from None
+        raise ValidationError(f"must be a number, got {value!r}", _element(name, index)) from None
     if isinstance(value, bool) or not math.isfinite(x):
-        raise ValidationError(f"must be a finite number, got {value!r}", name)
+        raise ValidationError(f"must be a finite number, got {value!r}", _element(name, index))
     return x
+
+
+def _element(name: str, index: int | None) -> str:
+    return name if index is None else f"{name}[{index}]"
 
 
 def _vec3(name: str, value: Any) -> Vec3:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
         raise ValidationError(f"must be a list of 3 numbers, got {value!r}", name)
-    return tuple(_finite(f"{name}[{i}]", v) for i, v in enumerate(value))  # type: ignore[return-value]
+    x, y, z = value
+    return (_finite(name, x, 0), _finite(name, y, 1), _finite(name, z, 2))
 
 
 def _positive(name: str, value: Any) -> float:
@@ -210,7 +217,7 @@ class ObjectModel:
         q = self.orientation_wxyz
         if isinstance(q, (str, bytes)) or not hasattr(q, "__len__") or len(q) != 4:
             raise ValidationError(f"must be a quaternion [w, x, y, z], got {q!r}", "orientation")
-        qv = np.array([_finite(f"orientation[{i}]", x) for i, x in enumerate(q)])
+        qv = np.array([_finite("orientation", x, i) for i, x in enumerate(q)])
         norm = float(np.linalg.norm(qv))
         if norm < 1e-6:
             raise ValidationError("quaternion must not be zero", "orientation")
