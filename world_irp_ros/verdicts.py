@@ -124,7 +124,7 @@ def judge(action_ids: list[str], result: RolloutResult, half_height_m: np.ndarra
     p_collision = out.collision.mean(axis=0).tolist()
     entry = result.keep_out_entry_time_s.reshape(-1, samples, c_count)
     clearance = result.keep_out_clearance_m.reshape(-1, samples, c_count)[:, 0]
-    nominal_landing_time = result.landing_time_s.reshape(samples, c_count)[0]
+    nominal_landing_time = result.landing_time_s.reshape(samples, c_count)[0]      # NaN: never landed
     lands = np.isfinite(nominal_landing_time).tolist()
     landing_time = nominal_landing_time.tolist()
     landing = result.landing_point_m.reshape(3, samples, c_count)[:, 0].T.tolist()
@@ -159,7 +159,7 @@ def judge(action_ids: list[str], result: RolloutResult, half_height_m: np.ndarra
         reasons.append(f"P(success)={p_success[c]:.2f}, P(collision)={p_collision[c]:.2f} over {samples} sample(s)")
         verdicts.append(Verdict(
             action_id, code, reasons, p_success[c], p_collision[c], lands[c],
-            tuple(landing[c]) if lands[c] else None, landing_time[c] if lands[c] else float("nan"),
+            tuple(landing[c]) if lands[c] else None, landing_time[c],
             tuple(final[c]), miss[c], nominal_clearance[c]))
     return verdicts
 
