@@ -225,18 +225,23 @@ def test_kernel_cache_is_keyed_on_the_sources_and_reused_by_a_new_process(tmp_pa
     assert not info["torch"], "the CPU engine must not need torch"
 
 
-def test_reused_sample_buffers_never_overwrite_a_result_still_held(cpu):
-    """Large sample arrays come from a pool of buffers no result references any more."""
-    a, b = stone_throws(1500, seed=11), stone_throws(1500, seed=12)
+def test_reused_output_arrays_never_overwrite_a_result_still_held(cpu):
+    """Large output arrays come from a pool of arrays no result references any more. 16,384
+    rollouts make every output array large enough to be pooled."""
+    a, b = stone_throws(16384, seed=11), stone_throws(16384, seed=12)
     first = cpu.rollout(a)
-    kept = first.positions_m.copy(), first.velocities_mps.copy()
-    view = first.velocities_mps[-1]                       # a view alone keeps the buffer too
+    n = np.arange(a.size)
+    kept = {name: value.copy() for name, value in result_columns(first, n).items()}
+    view = first.velocities_mps[-1]                       # a view alone keeps the array too
+    kept_view = view.copy()
     for _ in range(3):
         cpu.rollout(b)
-    np.testing.assert_array_equal(first.positions_m, kept[0])
+    for name, value in result_columns(first, n).items():
+        np.testing.assert_array_equal(value, kept[name], err_msg=name)
     del first
     for _ in range(3):
         cpu.rollout(b)
-    np.testing.assert_array_equal(view, kept[1][-1])
-    again = cpu.rollout(a)
-    np.testing.assert_array_equal(again.positions_m, kept[0])
+    np.testing.assert_array_equal(view, kept_view)
+    again = result_columns(cpu.rollout(a), n)
+    for name, value in again.items():
+        np.testing.assert_array_equal(value, kept[name], err_msg=name)

@@ -118,50 +118,71 @@ def prepare(batch: RolloutBatch) -> dict[str, Any]:
 
 
 _POOL_LOCK = threading.Lock()
-_POOL: dict[tuple[int, int], list[np.ndarray]] = {}
-_POOL_MIN_BYTES = 1 << 20          # smaller sample buffers are simply allocated
+_POOL: dict[tuple, list[np.ndarray]] = {}       # (output name, shape, dtype) -> arrays
+# Smaller arrays come from the heap at no page-fault cost (glibc maps 128 KiB and more afresh).
+_POOL_MIN_BYTES = 1 << 17
 _POOL_MAX_BYTES = 256 << 20        # keep at most this much for reuse
-_POOL_PER_SHAPE = 3
+_POOL_PER_KEY = 3
 
 
-def _sample_buffer(n: int, n_t: int) -> np.ndarray:
-    """An uninitialised (T, 3, N) sample array in rollout-major memory (a transposed (N, T, 3) array).
+def _pooled(name: str, shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
+    """An uninitialised float64 (or int64) array for output ``name``.
 
-    Large buffers come from a small pool of buffers that no result references any more: touching
-    fresh memory inside the parallel kernel costs page faults that the threads queue for (measured
-    at N = 8192: 27 ms per call with fresh buffers, 10 ms with reused ones).
+    Large ones come from a small pool of arrays that no result references any more: a fresh one
+    is mapped afresh on every call, and its first touch costs a page fault per 4 KiB, inside the
+    parallel kernel one the threads queue for (N = 8192: about 1,800 faults, 5 ms of a 22 ms call).
     """
-    size = n * n_t * 3 * 8
+    size = math.prod(shape) * 8                 # float64 or int64
     if size < _POOL_MIN_BYTES:
-        return np.empty((n, n_t, 3)).transpose(1, 2, 0)
-    key = (n, n_t)
+        return np.empty(shape, dtype)
+    key = (name, shape, dtype)
     with _POOL_LOCK:
-        bases = _POOL.setdefault(key, [])
-        for base in bases:
-            if sys.getrefcount(base) <= 3:      # held by the pool list, this loop and the call only
-                return base.transpose(1, 2, 0)
-        base = np.empty((n, n_t, 3))
-        held = sum(b.nbytes for bs in _POOL.values() for b in bs)
-        if len(bases) < _POOL_PER_SHAPE and held + size <= _POOL_MAX_BYTES:
-            bases.append(base)
-        return base.transpose(1, 2, 0)
+        arrays = _POOL.setdefault(key, [])
+        for array in arrays:
+            if sys.getrefcount(array) <= 3:      # held by the pool list, this loop and the call only
+                return array
+        array = np.empty(shape, dtype)
+        held = sum(a.nbytes for kept in _POOL.values() for a in kept)
+        if len(arrays) < _POOL_PER_KEY and held + size <= _POOL_MAX_BYTES:
+            arrays.append(array)
+        return array
+
+
+def _filled(name: str, shape: tuple[int, ...], value: float) -> np.ndarray:
+    """Output ``name`` holding ``value`` everywhere (written here, outside the parallel kernel)."""
+    array = _pooled(name, shape)
+    array.fill(value)
+    return array
 
 
 def allocate(n: int, n_t: int, n_z: int) -> dict[str, np.ndarray]:
     """Output arrays of the engines, holding their "unset" values."""
     e = MAX_EVENTS
     return {
-        # Samples are written rollout by rollout: rollout-major memory (seen as (T, 3, N)) keeps
-        # each rollout's writes in one place instead of one page per value.
+        # Samples are written rollout by rollout: rollout-major memory (an (N, T, 3) array seen as
+        # (T, 3, N)) keeps each rollout's writes in one place instead of one page per value.
         # Every sample is written exactly once (before release, by a segment, or after the last
-        # step by ``finish``), so they need no zeroing.
-        "pos_s": _sample_buffer(n, n_t), "vel_s": _sample_buffer(n, n_t),
-        "land_t": np.full(n, UNSET), "land_p": np.zeros((3, n)), "rest_t": np.full(n, UNSET),
-        "ko_t": np.full((n_z, n), UNSET), "ko_c": np.full((n_z, n), BIG),
-        "ev_kind": np.full((e, n), -1.0), "ev_idx": np.full((e, n), -1.0), "ev_t": np.full((e, n), UNSET),
-        "ev_p": np.zeros((e, 3, n)), "ev_cnt": np.zeros(n), "fin_p": np.zeros((3, n)), "fin_v": np.zeros((3, n)),
-        "fin_mode": np.zeros(n), "ks_out": np.zeros(n), "status": np.zeros(n),
+        # step by ``finish``), so they need no filling.
+        "pos_s": _pooled("pos_s", (n, n_t, 3)).transpose(1, 2, 0),
+        "vel_s": _pooled("vel_s", (n, n_t, 3)).transpose(1, 2, 0),
+        "land_t": _filled("land_t", (n,), UNSET), "land_p": _filled("land_p", (3, n), 0.0),
+        "rest_t": _filled("rest_t", (n,), UNSET), "ko_t": _filled("ko_t", (n_z, n), UNSET),
+        "ko_c": _filled("ko_c", (n_z, n), BIG), "ev_kind": _filled("ev_kind", (e, n), -1.0),
+        "ev_idx": _filled("ev_idx", (e, n), -1.0), "ev_t": _filled("ev_t", (e, n), UNSET),
+        "ev_p": _filled("ev_p", (e, 3, n), 0.0), "ev_cnt": _filled("ev_cnt", (n,), 0.0),
+        "fin_p": _filled("fin_p", (3, n), 0.0), "fin_v": _filled("fin_v", (3, n), 0.0),
+        "fin_mode": _filled("fin_mode", (n,), 0.0), "ks_out": _filled("ks_out", (n,), 0.0),
+        "status": _filled("status", (n,), 0.0),
     }
+
+
+def _as_int(name: str, values: np.ndarray) -> np.ndarray:
+    """``values`` (whole numbers stored as float) as int64, in a pooled array if large."""
+    if values.nbytes < _POOL_MIN_BYTES:
+        return values.astype(np.int64)
+    out = _pooled(name, values.shape, np.int64)
+    np.copyto(out, values, casting="unsafe")
+    return out
 
 
 def _nan_where_unset(values: np.ndarray, unset: np.ndarray) -> np.ndarray:
@@ -193,12 +214,12 @@ def finish(prep: dict[str, Any], o: dict[str, np.ndarray]) -> RolloutResult:
         landing_point_m=_nan_where_unset(o["land_p"], not_landed),
         rest_time_s=_nan_where_unset(o["rest_t"], o["rest_t"] < 0.0),
         final_position_m=o["fin_p"],
-        final_mode=o["fin_mode"].astype(np.int64),
+        final_mode=_as_int("final_mode", o["fin_mode"]),
         keep_out_entry_time_s=_nan_where_unset(o["ko_t"], o["ko_t"] < 0.0),
         keep_out_clearance_m=o["ko_c"],
-        event_count=o["ev_cnt"].astype(np.int64),
-        event_kind=o["ev_kind"].astype(np.int64),
-        event_index=o["ev_idx"].astype(np.int64),
+        event_count=_as_int("event_count", o["ev_cnt"]),
+        event_kind=_as_int("event_kind", o["ev_kind"]),
+        event_index=_as_int("event_index", o["ev_idx"]),
         event_time_s=_nan_where_unset(o["ev_t"], unused),
         event_position_m=_nan_where_unset(o["ev_p"], unused[:, None, :]),
     )
@@ -207,7 +228,9 @@ def finish(prep: dict[str, Any], o: dict[str, np.ndarray]) -> RolloutResult:
     # names the culprit.
     checks = (("final_position_m", o["fin_p"]), ("final velocity", o["fin_v"]), ("positions_m", pos[-1]),
               ("velocities_mps", vel[-1]), ("keep_out_clearance_m", o["ko_c"]))
-    if not np.isfinite(np.concatenate([value for _, value in checks], axis=None)).all():
+    values = [value for _, value in checks]
+    flat = np.concatenate(values, axis=None, out=_pooled("checks", (sum(v.size for v in values),)))
+    if not np.isfinite(flat).all():
         for name, value in checks:
             if not np.isfinite(value).all():
                 raise BackendError(f"non-finite {name} in the result", "analytic")
