@@ -13,7 +13,9 @@ balls that roll; quadratic drag), a table to land on and slide off, one keep-out
 
 Also: the flight-only rate (no table, no zone, the ground far below: the vectorised fast path
 alone), the scene without events (its table and zone still tested every step, but out of reach:
-what the scene costs before any event is handled), landing
+what the scene costs before any event is handled), both also with 2 samples instead of 61 (the
+start and the end: what writing the trajectories costs; the prototypes the targets come from
+wrote none), landing
 accuracy against DOP853, and cold (compile) vs cached start of a new process. Prints Markdown
 tables and writes bench/results/analytic.json with the machine it ran on. ``--breakdown`` adds
 where the time of one ``rollout`` goes (validation, input preparation, output allocation, kernel,
@@ -71,10 +73,11 @@ def machine() -> dict:
 
 
 def stone_throws(n: int, seed: int = 0, horizon_s: float = 2.0, flight_only: bool = False,
-                 events: bool = True) -> RolloutBatch:
+                 events: bool = True, samples: int = 61) -> RolloutBatch:
     """The benchmark batch (see the module doc); ``flight_only``: no table, no zone, the ground 1 km
     down (no events at all: the kernel's vectorised fast path alone); ``events=False``: the table
-    and the zone 100 m away (still tested every step) and the ground 1 km down."""
+    and the zone 100 m away (still tested every step) and the ground 1 km down; ``samples``: sample
+    times, evenly spaced over the horizon."""
     rng = np.random.default_rng(seed)
     speed, elev, azim = rng.uniform(3, 10, n), rng.uniform(0.1, 0.9, n), rng.uniform(-0.3, 0.3, n)
     vel = np.stack([speed * np.cos(elev) * np.cos(azim), speed * np.cos(elev) * np.sin(azim), speed * np.sin(elev)])
@@ -93,7 +96,7 @@ def stone_throws(n: int, seed: int = 0, horizon_s: float = 2.0, flight_only: boo
         obstacle_min_m=np.array([[2.0 + away], [-0.5], [0.0]]), obstacle_max_m=np.array([[3.0 + away], [0.5], [0.75]]),
         obstacle_restitution=np.array([0.3]), obstacle_friction=np.array([0.5]),
         keep_out_min_m=np.array([[4.0 + away], [-1.0], [0.0]]), keep_out_max_m=np.array([[4.5 + away], [1.0], [1.0]]),
-        sample_times_s=np.linspace(0.0, horizon_s, 61), horizon_s=horizon_s, dt_s=1.0 / 60.0)
+        sample_times_s=np.linspace(0.0, horizon_s, samples), horizon_s=horizon_s, dt_s=1.0 / 60.0)
     if flight_only:
         batch = dataclasses.replace(batch, obstacle_min_m=np.zeros((3, 0)), obstacle_max_m=np.zeros((3, 0)),
                                     obstacle_restitution=np.zeros(0), obstacle_friction=np.zeros(0),
@@ -207,9 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         batch = stone_throws(n)
         flight = stone_throws(n, flight_only=True)
         quiet = stone_throws(n, events=False)
+        flight_2 = stone_throws(n, flight_only=True, samples=2)
+        quiet_2 = stone_throws(n, events=False, samples=2)
         a50, amin = timed_ms(lambda: numba_backend.rollout(batch), reps[n])
         f50, fmin = timed_ms(lambda: numba_backend.rollout(flight), reps[n])
         q50, qmin = timed_ms(lambda: numba_backend.rollout(quiet), reps[n])
+        f2_50, f2_min = timed_ms(lambda: numba_backend.rollout(flight_2), reps[n])
+        q2_50, q2_min = timed_ms(lambda: numba_backend.rollout(quiet_2), reps[n])
         numba.set_num_threads(1)        # one thread: the CPU time of the work, robust to a busy machine
         s50, smin = timed_ms(lambda: numba_backend.rollout(batch), reps[n])
         numba.set_num_threads(host["numba_threads"])
@@ -227,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"n": n, "analytic_p50_ms": a50, "analytic_min_ms": amin, "analytic_1_thread_p50_ms": s50,
                      "analytic_1_thread_min_ms": smin, "flight_only_p50_ms": f50,
                      "flight_only_min_ms": fmin, "no_events_p50_ms": q50, "no_events_min_ms": qmin,
+                     "flight_only_2_samples_p50_ms": f2_50, "flight_only_2_samples_min_ms": f2_min,
+                     "no_events_2_samples_p50_ms": q2_50, "no_events_2_samples_min_ms": q2_min,
                      "torch_eager_p50_ms": t50, "torch_eager_min_ms": tmin,
                      "dop853_ms": dop_ms, "dop853_measured": dop_measured,
                      "torch_over_analytic_p50": t50 / a50, "dop853_over_analytic_p50": dop_ms / a50})
@@ -271,15 +280,17 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {host['torch']}; load average {host['load_average_1min']:.2f} -> "
           f"{host['load_average_1min_after']:.2f}\n")
     print("| N | analytic p50 / min (ms) | analytic, 1 thread p50 / min (ms) | flight only p50 / min (ms) "
-          "| scene, no events p50 / min (ms) | torch eager p50 / min (ms) | SciPy DOP853 (ms) | torch / analytic "
-          "| DOP853 / analytic |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| scene, no events p50 / min (ms) | flight only, 2 samples | scene, no events, 2 samples "
+          "| torch eager p50 / min (ms) | SciPy DOP853 (ms) | torch / analytic | DOP853 / analytic |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         dop = f"{r['dop853_ms']:.1f}" + ("" if r["dop853_measured"] else " (extrap.)")
         print(f"| {r['n']} | {r['analytic_p50_ms']:.3f} / {r['analytic_min_ms']:.3f} "
               f"| {r['analytic_1_thread_p50_ms']:.3f} / {r['analytic_1_thread_min_ms']:.3f} "
               f"| {r['flight_only_p50_ms']:.3f} / {r['flight_only_min_ms']:.3f} "
               f"| {r['no_events_p50_ms']:.3f} / {r['no_events_min_ms']:.3f} "
+              f"| {r['flight_only_2_samples_p50_ms']:.3f} / {r['flight_only_2_samples_min_ms']:.3f} "
+              f"| {r['no_events_2_samples_p50_ms']:.3f} / {r['no_events_2_samples_min_ms']:.3f} "
               f"| {r['torch_eager_p50_ms']:.1f} / {r['torch_eager_min_ms']:.1f} | {dop} "
               f"| {r['torch_over_analytic_p50']:.0f}x | {r['dop853_over_analytic_p50']:.0f}x |")
     acc = accuracy
