@@ -12,14 +12,12 @@ balls that roll; quadratic drag), a table to land on and slide off, one keep-out
   for N <= 64 and extrapolated per throw beyond.
 
 Also: the flight-only rate (no table, no zone, the ground far below: the vectorised fast path
-alone), the scene without events (its table and zone still tested every step, but out of reach:
-what the scene costs before any event is handled), both also with 2 samples instead of 61 (the
-start and the end: what writing the trajectories costs; the prototypes the targets come from
-wrote none), landing
-accuracy against DOP853, and cold (compile) vs cached start of a new process. Prints Markdown
-tables and writes bench/results/analytic.json with the machine it ran on. ``--breakdown`` adds
-where the time of one ``rollout`` goes (validation, input preparation, output allocation, kernel,
-result assembly) at N = 1 and 1024.
+alone), the scene without events (its table and zone still tested every step, but out of reach: what
+the scene costs before any event is handled), both also with 2 samples instead of 61 (the start and
+the end: what writing the trajectories costs), landing accuracy against DOP853, and cold (compile)
+vs cached start of a new process. Prints Markdown tables and writes bench/results/analytic.json with
+the machine it ran on. ``--breakdown`` adds where the time of one ``rollout`` goes (validation,
+input preparation, output allocation, kernel, result assembly) at N = 1 and 1024.
 
     ./run bench analytic          # or: ./run exec python bench/bench_analytic.py [--quick] [--blocks 32,64,128]
                                   #     [--breakdown]
