@@ -174,12 +174,11 @@ def breakdown(backend: AnalyticBackend, sizes=(1, 1024)) -> dict:
         batch = stone_throws(n)
         reps = 2000 if n == 1 else 50
         prep = prepare(batch)
-        n_t, n_z = prep["tsamp"].shape[0], prep["zmin"].shape[1]
-        outputs = allocate(n, n_t, n_z)
+        outputs = allocate(prep)
         backend._run_numba(prep, outputs)
         out[n] = {"validate": timed_ms(batch.validate, reps),
                   "prepare (incl. validate)": timed_ms(lambda: prepare(batch), reps),
-                  "allocate": timed_ms(lambda: allocate(n, n_t, n_z), reps),
+                  "allocate": timed_ms(lambda: allocate(prep), reps),
                   "kernel": timed_ms(lambda: backend._run_numba(prep, outputs), reps),
                   "finish": timed_ms(lambda: finish(prep, outputs), reps),
                   "rollout": timed_ms(lambda: backend.rollout(batch), reps)}

@@ -122,5 +122,5 @@ def torch_rollout(batch: RolloutBatch, mode: str) -> Any:
     from world_irp_ros.backends.analytic import allocate, finish, prepare
 
     prep = prepare(batch)
-    out = allocate(batch.size, prep["tsamp"].shape[0], prep["zmin"].shape[1])
+    out = allocate(prep)
     return finish(prep, _torch_rollout.run(prep, out, "cpu", mode))

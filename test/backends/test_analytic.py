@@ -85,7 +85,7 @@ def _unfinished_after(batch, passes):
     from world_irp_ros.backends.analytic import allocate, prepare
 
     prep = prepare(batch)
-    out = allocate(batch.size, prep["tsamp"].shape[0], prep["zmin"].shape[1])
+    out = allocate(prep)
     with without_device_sync():
         return int(tr._roll(tr._tensors(prep, out, "cpu"), tr._world(prep), passes)["unfinished"].sum())
 

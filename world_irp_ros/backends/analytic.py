@@ -155,8 +155,9 @@ def _filled(name: str, shape: tuple[int, ...], value: float) -> np.ndarray:
     return array
 
 
-def allocate(n: int, n_t: int, n_z: int) -> dict[str, np.ndarray]:
-    """Output arrays of the engines, holding their "unset" values."""
+def allocate(prep: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Output arrays of the engines for the prepared batch ``prep``, holding their "unset" values."""
+    n, n_t, n_z = prep["pos0"].shape[1], prep["tsamp"].shape[0], prep["zmin"].shape[1]
     e = MAX_EVENTS
     return {
         # Samples are written rollout by rollout: rollout-major memory (an (N, T, 3) array seen as
@@ -292,14 +293,14 @@ class AnalyticBackend:
         if self.engine == "numba":
             for parallel in (False, True):
                 prep = prepare(batch)
-                self._run_numba(prep, allocate(batch.size, prep["tsamp"].shape[0], prep["zmin"].shape[1]), parallel)
+                self._run_numba(prep, allocate(prep), parallel)
         self.rollout(batch)
         self.warmup_s = time.perf_counter() - start
 
     def rollout(self, batch: RolloutBatch) -> RolloutResult:
         """Roll every member of ``batch`` forward to the horizon (see docs/physics.md)."""
         prep = prepare(batch)
-        out = allocate(batch.size, prep["tsamp"].shape[0], prep["zmin"].shape[1])
+        out = allocate(prep)
         if batch.size == 0:
             return finish(prep, out)
         try:
