@@ -26,7 +26,7 @@ from bench_analytic import machine, timed_ms  # noqa: E402  (one machine descrip
 from world_irp_ros.backends import create_backend  # noqa: E402
 from world_irp_ros.rehearsal import Rehearser, build_batch, nominal_trajectories  # noqa: E402
 from world_irp_ros.scene import parse_request  # noqa: E402
-from world_irp_ros.verdicts import judge  # noqa: E402
+from world_irp_ros.verdicts import judge, keep_out_margin_m  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "rehearsal.json"
 SCENE = ROOT / "config" / "scenes" / "stone_throw.json"
@@ -60,7 +60,8 @@ def measure(quick: bool) -> list[dict]:
             "rehearse": lambda: rehearser.rehearse(request, samples=samples),
             "build_batch": lambda: build_batch(request, samples),
             "rollout": lambda: backend.rollout(batch),
-            "judge": lambda: judge(ids, result, batch.half_extent_m[2], request.criteria, samples, zones),
+            "judge": lambda: judge(ids, result, batch.half_extent_m[2], keep_out_margin_m(batch), request.criteria,
+                                   samples, zones),
             "tracks": lambda: nominal_trajectories(request, result),
         }
         row = {"candidates": n, "samples": samples, "rollouts": n * samples}

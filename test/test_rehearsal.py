@@ -104,6 +104,18 @@ def test_action_kinds_set_the_initial_state():
     np.testing.assert_allclose(b.half_extent_m[:, 1], [0.1, 0.1, 0.1])
 
 
+def test_push_adds_its_impulse_to_the_objects_motion():
+    """An impulse changes momentum: a crate perceived sliding at 0.3 m/s along y and pushed with
+    1 N s along x (2 kg) starts at (0.5, 0.3, 0) m/s; a drop still releases from rest."""
+    def moving(d):
+        d["objects"][1]["velocity"] = [0.0, 0.3, 0.0]
+        d["objects"][0]["velocity"] = [0.0, 0.0, -4.0]
+    b = build_batch(request(moving), samples=1)
+    np.testing.assert_allclose(b.velocity_mps[:, 1], [0.5, 0.3, 0.0])
+    np.testing.assert_array_equal(b.velocity_mps[:, 0], [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(b.velocity_mps[:, 2], [3.0, 0.5, 2.0])
+
+
 def test_samples_are_reproducible_from_the_seed():
     a = build_batch(request(uncertain), samples=16)
     b = build_batch(request(uncertain), samples=16)
@@ -122,6 +134,35 @@ def test_backend_exception_is_no_go_backend_error():
     assert not any(v.go for v in out.verdicts)
     assert "solver exploded" in out.verdicts[0].reasons[0] and "'raising'" in out.verdicts[0].reasons[0]
     assert out.best_index == -1 and out.trajectories == [] and out.backend == "raising"
+
+
+def test_a_batch_beyond_the_models_bounds_is_an_invalid_request(analytic):
+    """A 100 km/s throw is valid JSON and finite, but beyond the speeds the model computes: the
+    backend's ``ValidationError`` makes it NO_GO_INVALID_REQUEST, not a backend failure."""
+    out = Rehearser(analytic).rehearse(request(lambda d: d["actions"][2].update(release_velocity=[1e5, 0.0, 0.0])))
+    assert [v.code for v in out.verdicts] == [VerdictCode.NO_GO_INVALID_REQUEST] * 3
+    assert "outside what backend 'analytic' can compute: velocity_mps exceeds" in out.verdicts[0].reasons[0]
+    # A mass near the float limit overflows with its spread while the batch is built.
+    out = Rehearser(analytic).rehearse(request(lambda d: (uncertain(d), d["objects"][0].update(mass=1e308))))
+    assert {v.code for v in out.verdicts} == {VerdictCode.NO_GO_INVALID_REQUEST}
+    assert "its numbers overflow" in out.verdicts[0].reasons[0]
+
+
+def test_a_release_with_the_centre_underground_or_inside_an_obstacle_is_invalid(analytic):
+    """The model lifts an object out of what it overlaps (perception puts a resting object a few
+    millimetres into its table), but a centre below the ground or inside a box is no pose at all:
+    only those candidates are NO_GO_INVALID_REQUEST, the others are judged."""
+    def edit(d):
+        d["environment"] = {"obstacles": [{"name": "table", "min": [4.0, -0.5, 0.0], "max": [5.0, 0.5, 0.7]}]}
+        d["actions"] = [{"id": "deep", "type": "drop", "object_id": "ball", "release_position": [2.0, 0.0, -5.0]},
+                        {"id": "in_table", "type": "drop", "object_id": "ball", "release_position": [4.5, 0.0, 0.6]},
+                        {"id": "grazing", "type": "drop", "object_id": "ball", "release_position": [2.0, 0.0, 0.02]},
+                        {"id": "fine", "type": "drop", "object_id": "ball", "release_position": [2.0, 0.0, 1.0]}]
+    out = Rehearser(analytic).rehearse(request(edit))
+    deep, in_table, grazing, fine = out.verdicts
+    assert deep.code == in_table.code == VerdictCode.NO_GO_INVALID_REQUEST
+    assert "below the ground" in deep.reasons[0] and "inside obstacle 'table'" in in_table.reasons[0]
+    assert grazing.code == fine.code == VerdictCode.GO, (grazing.reasons, fine.reasons)
 
 
 def test_failing_fallback_is_still_no_go():
@@ -171,6 +212,27 @@ def test_codes_for_collision_and_miss(analytic):
     assert "vase" in vase.reasons[0]
     assert far.code == VerdictCode.NO_GO_MISSES_TARGET and far.miss_distance_m > 0.2
     assert out.best_index == -1
+
+
+def test_a_graze_finer_than_the_path_resolution_is_no_go_collision(analytic):
+    """In vacuum the sphere's top peaks at 1.0330656 m; a zone whose floor is 0.2 mm below that
+    is entered, but only between the chords of two steps (which pass 0.14 mm below it). The
+    verdict cannot tell such a graze from a clear pass, so it is a collision; 0.5 mm higher up,
+    beyond the path's 0.34 mm resolution, the same throw is GO."""
+    def graze(floor_m):
+        def edit(d):
+            d["environment"] = {"air_density": 0.0}
+            d["actions"] = [{"id": "lob", "type": "throw", "object_id": "ball", "release_position": [0.0, 0.0, 1.0],
+                             "release_velocity": [1.0, 0.0, 0.24525]}]
+            d["criteria"] = {"keep_out": [{"name": "shelf", "min": [-0.5, -0.5, floor_m],
+                                           "max": [0.5, 0.5, floor_m + 0.2]}]}
+            d["horizon_s"] = 1.0
+        return Rehearser(analytic).rehearse(request(edit)).verdicts[0]
+    grazed = graze(1.032865625)
+    assert grazed.code == VerdictCode.NO_GO_COLLISION, grazed.reasons
+    assert "closer than the path is resolved to" in grazed.reasons[0] and 0.0 < grazed.clearance_m < 3.4e-4
+    clear = graze(1.0330656 + 5e-4)
+    assert clear.code == VerdictCode.GO and clear.clearance_m > 3.4e-4, clear.reasons
 
 
 def test_uncertain_when_the_spread_is_wide(analytic):

@@ -207,6 +207,17 @@ def test_numeric_strings_are_not_numbers():
     assert field_of(doc(lambda d: d["objects"][0].update(mass="0.2"))) == "objects[0].mass"
 
 
+def test_numbers_beyond_float_range_and_wrong_kinds_are_named():
+    assert field_of(doc(lambda d: d["objects"][0].update(mass=10 ** 400))) == "objects[0].mass"
+    assert field_of(doc(lambda d: d["objects"][0].update(shape=["sphere"]))) == "objects[0].shape"
+
+
+def test_a_huge_quaternion_is_normalised_not_zeroed():
+    """Its norm would overflow to inf, and q / inf is the zero quaternion."""
+    r = parse_request(doc(lambda d: d["objects"][0].update(orientation=[1e200, 1e200, 0.0, 0.0])))
+    assert r.scene.object("ball").orientation_wxyz == pytest.approx((math.sqrt(0.5), math.sqrt(0.5), 0.0, 0.0))
+
+
 # ---------------------------------------------------------------------- schema agrees with parser
 def test_schema_accepts_the_shipped_request():
     VALIDATOR.validate(json.loads((REPO / "config" / "scenes" / "stone_throw.json").read_text()))

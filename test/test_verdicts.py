@@ -56,7 +56,9 @@ def run(landing, samples=1, candidates=None, crit=None, zone_names=(), **kw):
     n = len(landing)
     c = candidates or n // samples
     ids = [f"a{i}" for i in range(c)]
-    return judge(ids, make_result(landing, **kw), np.full(n, HALF), crit or criteria(), samples, list(zone_names))
+    margin = kw.pop("margin", 0.0)
+    return judge(ids, make_result(landing, **kw), np.full(n, HALF), margin, crit or criteria(), samples,
+                 list(zone_names))
 
 
 # ------------------------------------------------------------------------------------ codes
@@ -138,6 +140,40 @@ def test_rest_mode_needs_the_object_at_rest_in_the_target():
     assert moving.code == VerdictCode.NO_GO_MISSES_TARGET
 
 
+def test_passing_a_zone_closer_than_the_path_is_resolved_is_a_collision():
+    """Entries are found on each step's chord, which may lie up to the margin from the curved
+    path: a clearance below the margin cannot rule an entry out."""
+    crit = criteria(keep_out=(ZONE,))
+    clear, graze = run([hit(), hit()], crit=crit, zone_names=["laptop"], entry=[[np.nan, np.nan]],
+                       clearance=[[4e-4, 1.4e-4]], margin=np.array([3.4e-4, 3.4e-4]))
+    assert clear.code == VerdictCode.GO
+    assert graze.code == VerdictCode.NO_GO_COLLISION and graze.collision_probability == 1.0
+    assert "passes keep-out zone 'laptop' closer than the path is resolved to" in graze.reasons[0]
+    assert "0.14 mm away, resolution 0.34 mm" in graze.reasons[0]
+
+
+def test_keep_out_margin_is_the_chord_bound_of_one_step():
+    from world_irp_ros.rehearsal import build_batch
+    from world_irp_ros.scene import parse_request
+    from world_irp_ros.verdicts import keep_out_margin_m
+
+    def batch(air_density, speed):
+        return build_batch(parse_request({
+            "environment": {"air_density": air_density},
+            "objects": [{"id": "ball", "shape": "sphere", "radius": 0.02, "mass": 0.0027, "position": [0, 0, 1]}],
+            "actions": [{"id": "a", "type": "throw", "object_id": "ball", "release_velocity": [speed, 0, 0]}],
+            "horizon_s": 2.0}), 1)
+    dt2_8 = (1.0 / 60.0) ** 2 / 8.0
+    # No drag: gravity alone bends the path (0.34 mm at dt = 1/60 s).
+    assert keep_out_margin_m(batch(0.0, 20.0)) == pytest.approx([9.81 * dt2_8])
+    # A ping-pong ball at 20 m/s: drag k v^2 (~53 m/s^2) dominates; slower than terminal speed
+    # (~8.6 m/s here) the bound uses the terminal speed, where drag equals gravity.
+    fast = batch(1.225, 20.0)
+    k = fast.drag_k_per_m[0]
+    assert keep_out_margin_m(fast) == pytest.approx([(9.81 + k * 400.0) * dt2_8])
+    assert keep_out_margin_m(batch(1.225, 1.0)) == pytest.approx([2 * 9.81 * dt2_8])
+
+
 def test_without_a_target_any_collision_free_outcome_is_go():
     crit = Criteria(keep_out=(ZONE,))
     go, bad = run([(5.0, 5.0, HALF), (1.2, 1.2, HALF)], crit=crit, zone_names=["laptop"],
@@ -152,7 +188,7 @@ def test_candidates_are_the_inner_batch_axis():
     v0, v1 = run(landing, samples=3, candidates=2)
     assert v0.code == VerdictCode.GO and v0.success_probability == 1.0
     assert v1.code == VerdictCode.NO_GO_UNCERTAIN and v1.success_probability == pytest.approx(1 / 3)
-    out = sample_outcomes(make_result(landing), np.full(6, HALF), criteria(), 3, 2)
+    out = sample_outcomes(make_result(landing), np.full(6, HALF), 0.0, criteria(), 3, 2)
     assert out.success.shape == (3, 2)
     assert out.success[:, 1].tolist() == [True, False, False]
 

@@ -267,11 +267,12 @@ def fit_push(backend: Backend, scene: Scene, action: CandidateAction, observed: 
              iterations: int = 8) -> CalibrationResult:
     """Refit the mass and the resistance to motion from the track of a push with a known impulse.
 
-    The push starts the object at ``impulse / mass``, so the early track fixes the mass; how it
-    slows fixes the rolling resistance (an object that rolls) or the sliding friction (one that
-    slides). Both are fitted as log-scales of the perceived values (the drag factor, which holds
-    1/m, follows the mass), together with the moment the object started to move: the command's
-    stamp is not it (the actuator and perception lag), and ``motion_onset`` is the first guess."""
+    The push changes the object's velocity by ``impulse / mass``, so the early track fixes the
+    mass; how it slows fixes the rolling resistance (an object that rolls) or the sliding friction
+    (one that slides). Both are fitted as log-scales of the perceived values (the drag factor,
+    which holds 1/m, follows the mass), together with the moment the object started to move: the
+    command's stamp is not it (the actuator and perception lag), and ``motion_onset`` is the first
+    guess."""
     obj = scene.object(action.object_id)
     keep = observed.t_s >= 0.0
     t, obs = observed.t_s[keep], observed.positions_m[keep]
@@ -282,10 +283,14 @@ def fit_push(backend: Backend, scene: Scene, action: CandidateAction, observed: 
     resistance = "rolling_resistance" if obj.rolls else "friction"   # an ObjectModel and a batch field
     r0 = max(float(getattr(obj, resistance)), 1e-4)
 
+    # The object rested before the push (``motion_onset`` finds when it started to move): its
+    # perceived velocity then is noise, and left in, it would be fitted as mass.
+    impulse_v = base.velocity_mps - np.asarray(obj.velocity_mps, dtype=np.float64)[:, None]
+
     def positions_of(cols: np.ndarray) -> np.ndarray:
         batch = _replicate(base, cols.shape[1])
         inv_mass = np.exp(-cols[0])            # m / m_perceived = exp(theta_0)
-        batch.velocity_mps = batch.velocity_mps * inv_mass
+        batch.velocity_mps = impulse_v * inv_mass
         batch.drag_k_per_m = batch.drag_k_per_m * inv_mass
         setattr(batch, resistance, r0 * np.exp(cols[1]))
         batch.release_time_s = np.maximum(cols[2], 0.0)

@@ -19,6 +19,14 @@ class VerdictCode(IntEnum):
     NO_GO_TOO_MANY_CANDIDATES = 9
     NO_GO_BUSY = 10
     NO_GO_NOT_ACTIVE = 11
+    NO_GO_CANCELED = 12
+
+
+# Codes that judge a predicted outcome; every other NO-GO reports a problem (bad input, a failure,
+# load, the lifecycle) and is logged once per cause by the node.
+OUTCOME_CODES = frozenset({VerdictCode.GO, VerdictCode.NO_GO_COLLISION, VerdictCode.NO_GO_MISSES_TARGET,
+                           VerdictCode.NO_GO_UNCERTAIN})
+PROBLEM_CODES = frozenset(VerdictCode) - OUTCOME_CODES
 
 
 class WorldIrpError(Exception):

@@ -15,9 +15,9 @@ import numpy as np
 
 from .backends import Backend
 from .backends.base import EVENT_GROUND, EVENT_KEEP_OUT, EVENT_NAMES, EVENT_OBSTACLE, RolloutBatch, RolloutResult
-from .errors import VerdictCode
+from .errors import ValidationError, VerdictCode
 from .scene import RehearsalRequest
-from .verdicts import Verdict, choose_best, judge, no_go_all
+from .verdicts import Verdict, choose_best, judge, keep_out_margin_m, no_go, no_go_all
 
 DEFAULT_DT_S = 1.0 / 60.0
 DEFAULT_SAMPLE_DT_S = 1.0 / 30.0
@@ -93,7 +93,9 @@ def build_batch(request: RehearsalRequest, samples: int, dt_s: float = DEFAULT_D
     restitution = per_object([o.restitution for o in models])
     position = per_candidate([a.release_position_m if a.release_position_m is not None else
                               models[row[a.object_id]].position_m for a in actions])
+    # A push adds its impulse to the object's perceived motion; a drop releases from rest.
     release_velocity = per_candidate([a.release_velocity_mps if a.type == "throw" else
+                                      models[row[a.object_id]].velocity_mps if a.type == "push" else
                                       (0.0, 0.0, 0.0) for a in actions])
     impulse = per_candidate([a.impulse_ns if a.type == "push" else (0.0, 0.0, 0.0) for a in actions])
     pos_std = per_object([o.uncertainty.position_std_m for o in models])
@@ -189,6 +191,23 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def impossible_releases(batch: RolloutBatch, candidates: int, obstacle_names: list[str]) -> list[tuple[int, str]]:
+    """Candidates whose nominal release puts the object's centre below the ground or inside an
+    obstacle, with the reason. The model moves a released object out of what it overlaps (an
+    object perceived a few millimetres inside its table sits on it), but a centre inside is a pose
+    that cannot be, not noise: such a candidate is NO_GO_INVALID_REQUEST."""
+    p = batch.position_m[:, :candidates]                                   # sample 0: nominal
+    problems = {int(c): f"release position {tuple(round(float(x), 4) for x in p[:, c])} puts the object's "
+                        f"centre below the ground (z = {batch.ground_height_m:g} m)"
+                for c in np.flatnonzero(p[2] < batch.ground_height_m)}
+    lo, hi = batch.obstacle_min_m, batch.obstacle_max_m                  # (3, K)
+    inside = np.all((p[:, None, :] > lo[:, :, None]) & (p[:, None, :] < hi[:, :, None]), axis=0)   # (K, C)
+    for k, c in zip(*np.nonzero(inside)):
+        problems.setdefault(int(c), f"release position {tuple(round(float(x), 4) for x in p[:, c])} puts the "
+                                    f"object's centre inside obstacle {obstacle_names[k]!r}")
+    return sorted(problems.items())
+
+
 class Rehearser:
     """Rehearses requests on one backend, with an optional fallback backend.
 
@@ -207,16 +226,22 @@ class Rehearser:
                  samples: int | None = None) -> RehearsalOutcome:
         """Judge every candidate of ``request``. ``deadline_ms`` (from the call) turns a late answer
         into NO_GO_DEADLINE; a backend failure gives NO_GO_BACKEND_ERROR (after trying the
-        fallback, which is then named in the reasons and in ``backend``)."""
+        fallback, which is then named in the reasons and in ``backend``), a request outside what
+        the model can compute (numbers that overflow the batch, or a backend's ``ValidationError``:
+        a speed or a drag factor beyond the model's bounds) NO_GO_INVALID_REQUEST."""
         start = time.perf_counter()
         s_count = samples or request.num_samples
         ids = [a.id for a in request.actions]
-        backend, result, notes = self.backend, None, []
+        backend, result, notes, errors = self.backend, None, [], []
         try:
-            batch = build_batch(request, s_count, self.dt_s, self.sample_dt_s)
+            with np.errstate(over="raise", invalid="raise"):  # e.g. a mass of 1e308 times its spread
+                batch = build_batch(request, s_count, self.dt_s, self.sample_dt_s)
         except Exception as err:  # a request the model cannot express: NO-GO, never a crash
             batch = None
-            notes.append(f"could not build the rollout batch: {type(err).__name__}: {err}")
+            errors.append(err)
+            notes.append(f"outside what the model can compute: its numbers overflow ({err})"
+                         if isinstance(err, FloatingPointError) else
+                         f"could not build the rollout batch: {type(err).__name__}: {err}")
         with self._lock:
             for candidate in (self.backend, self.fallback):
                 if batch is None or candidate is None:
@@ -229,14 +254,23 @@ class Rehearser:
                     break
                 except Exception as err:  # any backend failure must become NO-GO, never a crash
                     role = "fallback backend" if candidate is self.fallback else "backend"
-                    notes.append(f"{role} {backend.name!r} failed: {type(err).__name__}: {err}")
+                    errors.append(err)
+                    if isinstance(err, ValidationError):
+                        notes.append(f"outside what {role} {backend.name!r} can compute: {err.reason}")
+                    else:
+                        notes.append(f"{role} {backend.name!r} failed: {type(err).__name__}: {err}")
         latency_ms = (time.perf_counter() - start) * 1e3
         if result is None:
-            verdicts = no_go_all(ids, VerdictCode.NO_GO_BACKEND_ERROR, "; ".join(notes))
+            domain = bool(errors) and all(isinstance(e, (ValidationError, FloatingPointError)) for e in errors)
+            code = VerdictCode.NO_GO_INVALID_REQUEST if domain else VerdictCode.NO_GO_BACKEND_ERROR
+            verdicts = no_go_all(ids, code, "; ".join(notes))
             return RehearsalOutcome(request.request_id, verdicts, [], -1, backend.name, backend.device,
                                     latency_ms, s_count)
         zone_names = [z.name for z in request.criteria.keep_out]
-        verdicts = judge(ids, result, batch.half_extent_m[2], request.criteria, s_count, zone_names)
+        verdicts = judge(ids, result, batch.half_extent_m[2], keep_out_margin_m(batch), request.criteria, s_count,
+                         zone_names)
+        for c, reason in impossible_releases(batch, len(ids), [o.name for o in request.scene.environment.obstacles]):
+            verdicts[c] = no_go(ids[c], VerdictCode.NO_GO_INVALID_REQUEST, reason)
         for v in verdicts:
             v.reasons.extend(notes)
         latency_ms = (time.perf_counter() - start) * 1e3

@@ -30,13 +30,16 @@ DEFAULT_SAMPLES = 64
 
 
 # --------------------------------------------------------------------------- validation helpers
-def _finite(name: str, value: Any, index: int | None = None) -> float:
+def finite_number(name: str, value: Any, index: int | None = None) -> float:
     """``value`` as a finite float, else ``ValidationError`` naming ``name`` (``name[index]``: the
     name of an element is only written out for an error, as validation runs per candidate)."""
     if isinstance(value, (str, bytes)):
         raise ValidationError(f"must be a number, got {value!r}", _element(name, index))
     try:
         x = float(value)
+    except OverflowError:  # an integer beyond float's range
+        raise ValidationError("must be a finite number, got an integer too large for a float",
+                              _element(name, index)) from None
     except (TypeError, ValueError):
         raise ValidationError(f"must be a number, got {value!r}", _element(name, index)) from None
     if isinstance(value, bool) or not math.isfinite(x):
@@ -52,25 +55,25 @@ def _vec3(name: str, value: Any) -> Vec3:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
         raise ValidationError(f"must be a list of 3 numbers, got {value!r}", name)
     x, y, z = value
-    return (_finite(name, x, 0), _finite(name, y, 1), _finite(name, z, 2))
+    return (finite_number(name, x, 0), finite_number(name, y, 1), finite_number(name, z, 2))
 
 
 def _positive(name: str, value: Any) -> float:
-    x = _finite(name, value)
+    x = finite_number(name, value)
     if x <= 0.0:
         raise ValidationError(f"must be > 0, got {x}", name)
     return x
 
 
 def _non_negative(name: str, value: Any) -> float:
-    x = _finite(name, value)
+    x = finite_number(name, value)
     if x < 0.0:
         raise ValidationError(f"must be >= 0, got {x}", name)
     return x
 
 
 def _unit(name: str, value: Any) -> float:
-    x = _finite(name, value)
+    x = finite_number(name, value)
     if not 0.0 <= x <= 1.0:
         raise ValidationError(f"must lie in [0, 1], got {x}", name)
     return x
@@ -139,7 +142,7 @@ class Environment:
             raise ValidationError("z component must be negative (z points up)", "gravity")
         object.__setattr__(self, "gravity_mps2", g)
         object.__setattr__(self, "air_density_kgpm3", _non_negative("air_density", self.air_density_kgpm3))
-        object.__setattr__(self, "ground_height_m", _finite("ground_height", self.ground_height_m))
+        object.__setattr__(self, "ground_height_m", finite_number("ground_height", self.ground_height_m))
         # The ground's factors multiply the object's own restitution and friction.
         object.__setattr__(self, "ground_restitution", _unit("ground_restitution", self.ground_restitution))
         object.__setattr__(self, "ground_friction", _non_negative("ground_friction", self.ground_friction))
@@ -217,11 +220,12 @@ class ObjectModel:
         q = self.orientation_wxyz
         if isinstance(q, (str, bytes)) or not hasattr(q, "__len__") or len(q) != 4:
             raise ValidationError(f"must be a quaternion [w, x, y, z], got {q!r}", "orientation")
-        qv = np.array([_finite("orientation", x, i) for i, x in enumerate(q)])
-        norm = float(np.linalg.norm(qv))
-        if norm < 1e-6:
+        qv = np.array([finite_number("orientation", x, i) for i, x in enumerate(q)])
+        scale = float(np.abs(qv).max())
+        if scale < 1e-6:
             raise ValidationError("quaternion must not be zero", "orientation")
-        object.__setattr__(self, "orientation_wxyz", tuple(float(x) for x in qv / norm))
+        qv = qv / scale  # first: the norm of a huge quaternion would overflow to inf (and q / inf = 0)
+        object.__setattr__(self, "orientation_wxyz", tuple(float(x) for x in qv / np.linalg.norm(qv)))
 
     @property
     def rolls(self) -> bool:
@@ -271,7 +275,7 @@ class CandidateAction:
     """One action to rehearse. ``release_position_m`` None means: where the object is now.
 
     throw: release at ``release_position_m`` with ``release_velocity_mps``; drop: release there at
-    rest; push: the resting object gets velocity ``impulse_ns / mass``.
+    rest; push: the object's perceived velocity changes by ``impulse_ns / mass``.
     """
 
     id: str
@@ -342,7 +346,7 @@ class Criteria:
     max_collision_probability: float = 0.0
 
     def __post_init__(self) -> None:
-        h = _finite("horizon_s", self.horizon_s)
+        h = finite_number("horizon_s", self.horizon_s)
         if not 0.0 < h <= MAX_HORIZON_S:
             raise ValidationError(f"must lie in (0, {MAX_HORIZON_S:g}] s, got {h}", "horizon_s")
         object.__setattr__(self, "horizon_s", h)
@@ -465,7 +469,7 @@ def parse_object(d: Any, name: str) -> ObjectModel:
                "rolling_resistance", "position", "orientation", "velocity", "uncertainty"))
     shape = d["shape"]
     size_keys = {"sphere": ("radius",), "box": ("size",), "cylinder": ("radius", "height")}
-    if shape not in size_keys:
+    if not isinstance(shape, str) or shape not in size_keys:
         raise ValidationError(f"must be one of {', '.join(SHAPES)}, got {shape!r}", f"{name}.shape")
     for key in size_keys[shape]:
         if key not in d:

@@ -6,12 +6,13 @@ code and a reason a person can read: the robot is never told GO by default.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
 
-from .backends.base import MODE_REST, RolloutResult
+from .backends.base import MODE_REST, RolloutBatch, RolloutResult
 from .errors import VerdictCode
 from .scene import Criteria
 
@@ -68,27 +69,46 @@ def no_go_all(action_ids: Iterable[str], code: VerdictCode, reason: str) -> list
     return [no_go(a, code, reason) for a in action_ids]
 
 
+def keep_out_margin_m(batch: RolloutBatch) -> np.ndarray:
+    """(N,) how far the chord of one integration step can lie from the curved path: ``|a| dt^2 / 8``
+    with ``|a| <= |g| + k v^2``. Keep-out entries and clearances are found on chords, so a rollout
+    that passes a zone closer than this may have grazed it unseen. The speed bound: in flight
+    ``d|v|/dt <= |g|`` (``|v0| + |g| T``), and drag keeps a faster object slowing down towards its
+    terminal speed ``sqrt(|g| / k)``; impacts and supported motion never speed it up."""
+    g = float(np.linalg.norm(batch.gravity_mps2))
+    k = batch.drag_k_per_m
+    v0 = np.sqrt(np.sum(batch.velocity_mps ** 2, axis=0))
+    with np.errstate(divide="ignore"):
+        terminal = np.sqrt(g / k)                               # inf without drag
+    v_max = np.minimum(np.maximum(v0, terminal), v0 + g * batch.horizon_s)
+    return (g + k * v_max ** 2) * batch.dt_s ** 2 / 8.0
+
+
 @dataclass
 class SampleOutcomes:
-    """Per-sample outcomes, shaped (S, C): sample 0 is the nominal prediction."""
+    """Per-sample outcomes, shaped (S, C): sample 0 is the nominal prediction. ``zone_hit``
+    (Z, S, C): the rollout entered the zone, or passed it closer than its keep-out margin."""
 
     success: np.ndarray
     collision: np.ndarray
+    zone_hit: np.ndarray = field(repr=False)
     judged_point_m: np.ndarray = field(repr=False)  # (3, S, C) landing or rest point
     miss_distance_m: np.ndarray = field(repr=False)
     at_rest: np.ndarray = field(repr=False)  # (S, C) came to rest within the horizon
 
 
-def sample_outcomes(result: RolloutResult, half_height_m: np.ndarray, criteria: Criteria,
-                    samples: int, candidates: int) -> SampleOutcomes:
+def sample_outcomes(result: RolloutResult, half_height_m: np.ndarray, keep_out_margin: np.ndarray | float,
+                    criteria: Criteria, samples: int, candidates: int) -> SampleOutcomes:
     """Judge every rollout of a batch of ``samples * candidates`` (candidates inner).
 
     ``half_height_m`` (N,) is each rollout's vertical half extent: the target compares the
-    object's bottom with the target surface height.
+    object's bottom with the target surface height. ``keep_out_margin`` (N,) or a number, in m:
+    a clearance below it counts as an entry (``keep_out_margin_m``: what the path's resolution
+    cannot tell from one).
     """
     shape = (samples, candidates)
-    entry = result.keep_out_entry_time_s
-    collision = (np.any(np.isfinite(entry), axis=0) if entry.shape[0] else np.zeros(entry.shape[1], bool))
+    zone_hit = np.isfinite(result.keep_out_entry_time_s) | (result.keep_out_clearance_m < keep_out_margin)
+    collision = zone_hit.any(axis=0) if zone_hit.shape[0] else np.zeros(zone_hit.shape[1], bool)
     target = criteria.target
     if target is None:
         point = result.final_position_m
@@ -107,19 +127,21 @@ def sample_outcomes(result: RolloutResult, half_height_m: np.ndarray, criteria: 
             height_ok = np.abs(point[2] - half_height_m - centre[2]) <= target.height_tolerance_m
             reached = reached & (miss <= target.radius_m) & height_ok
         miss = np.where(np.isfinite(miss), miss, np.nan)
-    return SampleOutcomes(reached.reshape(shape), collision.reshape(shape), point.reshape(3, *shape),
-                          miss.reshape(shape), (result.final_mode == MODE_REST).reshape(shape))
+    return SampleOutcomes(reached.reshape(shape), collision.reshape(shape), zone_hit.reshape(-1, *shape),
+                          point.reshape(3, *shape), miss.reshape(shape), (result.final_mode == MODE_REST).reshape(shape))
 
 
-def judge(action_ids: list[str], result: RolloutResult, half_height_m: np.ndarray, criteria: Criteria,
-          samples: int, zone_names: list[str]) -> list[Verdict]:
-    """Verdicts for C candidates from a batch of S x C rollouts (rollout ``s * C + c``).
+def judge(action_ids: list[str], result: RolloutResult, half_height_m: np.ndarray,
+          keep_out_margin: np.ndarray | float, criteria: Criteria, samples: int,
+          zone_names: list[str]) -> list[Verdict]:
+    """Verdicts for C candidates from a batch of S x C rollouts (rollout ``s * C + c``); the
+    arrays as in ``sample_outcomes``.
 
     Every per-candidate number is computed on arrays and read back with one ``tolist``: the loop
     only writes the reasons (NumPy scalar reads per candidate cost about 7 ms at 1024).
     """
     c_count = len(action_ids)
-    out = sample_outcomes(result, half_height_m, criteria, samples, c_count)
+    out = sample_outcomes(result, half_height_m, keep_out_margin, criteria, samples, c_count)
     p_success = out.success.mean(axis=0).tolist()
     p_collision = out.collision.mean(axis=0).tolist()
     entry = result.keep_out_entry_time_s.reshape(-1, samples, c_count)
@@ -130,8 +152,9 @@ def judge(action_ids: list[str], result: RolloutResult, half_height_m: np.ndarra
     landing = result.landing_point_m.reshape(3, samples, c_count)[:, 0].T.tolist()
     final = result.final_position_m.reshape(3, samples, c_count)[:, 0].T.tolist()
     nominal_clearance = (clearance.min(axis=0) if clearance.shape[0] else np.full(c_count, np.inf)).tolist()
-    zones_entered = np.isfinite(entry).any(axis=1).T.tolist()                  # (C, Z)
+    zones_hit = out.zone_hit.any(axis=1).T.tolist()                             # (C, Z)
     first_entry = np.where(np.isfinite(entry), entry, np.inf).min(axis=(0, 1), initial=np.inf).tolist()
+    margin = np.broadcast_to(keep_out_margin, result.landing_time_s.shape).reshape(samples, c_count)[0].tolist()
     nominal_success = out.success[0].tolist()
     miss = out.miss_distance_m[0].tolist()
     at_rest = out.at_rest[0].tolist()
@@ -141,10 +164,14 @@ def judge(action_ids: list[str], result: RolloutResult, half_height_m: np.ndarra
         reasons: list[str] = []
         if p_collision[c] > criteria.max_collision_probability:
             code = VerdictCode.NO_GO_COLLISION
-            hit = [zone_names[z] for z, entered in enumerate(zones_entered[c]) if entered]
-            reasons.append(f"enters keep-out zone {', '.join(repr(h) for h in hit)} in "
-                           f"{p_collision[c]:.0%} of samples (max {criteria.max_collision_probability:.0%}), "
-                           f"first at t={first_entry[c]:.3f} s")
+            names = ", ".join(repr(zone_names[z]) for z, hit in enumerate(zones_hit[c]) if hit)
+            share = f"in {p_collision[c]:.0%} of samples (max {criteria.max_collision_probability:.0%})"
+            if math.isfinite(first_entry[c]):
+                reasons.append(f"enters keep-out zone {names} {share}, first at t={first_entry[c]:.3f} s")
+            else:  # only grazes: closer than the path is resolved to, so an entry cannot be ruled out
+                reasons.append(f"passes keep-out zone {names} closer than the path is resolved to {share} "
+                               f"(nominally {nominal_clearance[c] * 1e3:.2f} mm away, resolution "
+                               f"{margin[c] * 1e3:.2f} mm)")
         elif p_success[c] < criteria.min_success_probability:
             if nominal_success[c]:
                 code = VerdictCode.NO_GO_UNCERTAIN

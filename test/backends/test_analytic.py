@@ -199,17 +199,24 @@ def test_empty_batch(cpu):
 
 def test_kernel_cache_is_keyed_on_the_sources_and_reused_by_a_new_process(tmp_path):
     """A second process loads the compiled kernels, and the block function they call, from the cache
-    instead of compiling them."""
+    instead of compiling them; the warm-up loads every variant a request needs (batches of 1, 2 and
+    100 rollouts add none: a single rollout's samples have a layout of their own)."""
     from world_irp_ros.backends import _numba_kernel
 
     code = ("import json, time, warnings; warnings.simplefilter('ignore'); t = time.perf_counter();"
             "from world_irp_ros.backends.analytic import AnalyticBackend;"
             "from world_irp_ros.backends import _numba_kernel as k; import sys;"
             "b = AnalyticBackend('cpu'); s = [k.kernel(p).stats for p in (True, False)];"
+            "variants = lambda: [len(k.kernel(p).signatures) for p in (True, False)] + [len(k._block_jit.signatures)];"
+            "warm = variants(); seconds = time.perf_counter() - t;"
+            "sys.path.insert(0, 'test'); import numpy as np; from helpers_batches import make_batch;"
+            "[b.rollout(make_batch(np.tile([0.0, 0.0, 1.0], (n, 1)), np.tile([2.0, 0.0, 2.0], (n, 1)),"
+            " obstacles=[((0.5, -0.5, 0.0), (0.8, 0.5, 0.3))], keep_out=[((1.0, -1.0, 0.0), (2.0, 1.0, 1.0))]))"
+            " for n in (1, 2, 100)];"
             "print(json.dumps({'dir': str(k.cache_dir()), 'hits': sum(len(x.cache_hits) for x in s),"
             "'misses': sum(len(x.cache_misses) for x in s), 'block_hits': len(k._block_jit.stats.cache_hits),"
-            "'block_misses': len(k._block_jit.stats.cache_misses),"
-            "'seconds': time.perf_counter() - t, 'rclpy': 'rclpy' in sys.modules, 'torch': 'torch' in sys.modules}))")
+            "'block_misses': len(k._block_jit.stats.cache_misses), 'warm': warm, 'after': variants(),"
+            "'seconds': seconds, 'rclpy': 'rclpy' in sys.modules, 'torch': 'torch' in sys.modules}))")
     env = dict(os.environ)
     cache_base = os.environ.get("WORLD_IRP_NUMBA_CACHE")
     if cache_base:
@@ -219,8 +226,10 @@ def test_kernel_cache_is_keyed_on_the_sources_and_reused_by_a_new_process(tmp_pa
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["dir"] == str(_numba_kernel.cache_dir())
     assert info["dir"].endswith(_numba_kernel.source_hash())
-    assert info["hits"] == 2 and info["misses"] == 0, info    # this session already compiled both
+    # This session already compiled them: the parallel kernel, the serial one for both layouts.
+    assert info["hits"] == 3 and info["misses"] == 0, info
     assert info["block_hits"] == 1 and info["block_misses"] == 0, info
+    assert info["after"] == info["warm"] == [1, 2, 1], info
     assert not info["rclpy"], "the core library must not import rclpy"
     assert not info["torch"], "the CPU engine must not need torch"
 

@@ -117,6 +117,18 @@ def test_drop_lands_at_free_fall_time(backend, make_batch):
     assert res.event_kind[0, 0] == EVENT_GROUND
 
 
+def test_a_zone_touched_at_release_is_still_watched(backend, make_batch):
+    """Clearance 0 at the release is a touch, not an entry, and must not end the zone's watch: a
+    throw up into a zone whose floor the object touches (sphere top at 1.03 m), or sideways into
+    one touching its side, enters it within the first step."""
+    up = ((-0.5, -0.5, 1.03), (0.5, 0.5, 1.5))
+    side = ((0.03, -0.5, 0.0), (0.5, 0.5, 1.5))
+    res = backend.rollout(make_batch([(0.0, 0.0, 1.0), (0.0, 0.0, 1.0)], [(0.5, 0.0, 2.0), (2.0, 0.0, 0.0)],
+                                     drag=0.0, keep_out=[up, side], horizon=0.5))
+    assert res.keep_out_entry_time_s[0, 0] <= 0.02 and res.keep_out_entry_time_s[1, 1] <= 0.02
+    assert res.keep_out_clearance_m[0, 0] == 0.0 and res.keep_out_clearance_m[1, 1] == 0.0
+
+
 def test_rejects_an_invalid_batch(backend, make_batch):
     batch = make_batch((0.0, 0.0, 1.0))
     batch.velocity_mps = np.zeros((3, 2))

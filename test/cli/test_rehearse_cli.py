@@ -116,6 +116,28 @@ def test_bad_files_get_one_error_line_and_a_non_zero_exit(mixed):
                                "reason": "must be > 0, got -1.0"}
 
 
+def test_json_python_cannot_hold_is_a_bad_file_too(tmp_path, capsys):
+    """Valid JSON beyond Python's reach (a 400-digit integer, a 4301-digit one, 1100 nested
+    lists) or of the wrong kind where a name is expected: one error line each, naming the file
+    (and the field where there is one), never a stack trace; the file after them is answered."""
+    bad = {"bigint.json": '{"objects": [], "actions": [], "horizon_s": 1' + "0" * 400 + "}",
+           "digits.json": '{"objects": [], "horizon_s": 1' + "0" * 4300 + "}",
+           "nested.json": '{"objects": ' + "[" * 1100 + "]" * 1100 + "}",
+           "shape.json": json.dumps({**THROWS, "objects": [{**BALL, "shape": ["sphere"]}]})}
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "throws.json").write_text(json.dumps(THROWS))
+    assert main(["rehearse", *(str(tmp_path / n) for n in (*bad, "throws.json")), "--json"]) == EXIT_BAD_INPUT
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    errors = {Path(line.split(": ", 1)[0]).name: line for line in err.splitlines() if line.strip()}
+    assert set(errors) == set(bad), err
+    assert errors["bigint.json"].endswith("horizon_s: must be a finite number, got an integer too large for a float")
+    assert "objects[0].shape: must be one of sphere, box, cylinder" in errors["shape.json"]
+    answers = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert [a.get("request_id") for a in answers][-1] == "throws" and len(answers) == len(bad) + 1
+
+
 def test_deterministic_without_uncertainty(mixed, files, child_env):
     out = lines(mixed)
     assert without_latency(out[0]) == without_latency(out[5])

@@ -97,6 +97,11 @@ def test_action_and_criteria_from_msg(m):
     with pytest.raises(ValidationError) as err:
         criteria_from_msg(c, horizon_s=2.5, min_success_probability=0.8, max_collision_probability=0.1)
     assert err.value.field == "target.radius_m"
+    c.target.radius_m = 0.2
+    c.max_collision_probability = 1.5  # not silently capped: a probability above 1 is a mistake
+    with pytest.raises(ValidationError) as err:
+        criteria_from_msg(c, horizon_s=2.5, min_success_probability=0.8, max_collision_probability=0.1)
+    assert err.value.field == "max_collision_probability" and "[0, 1]" in err.value.reason
 
 
 def test_trajectory_and_verdict_to_msg(m):
@@ -135,6 +140,56 @@ def test_parameter_rules():
     assert "one of" in validate_changes([Parameter("backend", value="magic")], configured=False)
     assert "negative" in validate_changes([Parameter("gravity_mps2", value=[0.0, 0.0, 1.0])], configured=False)
     assert validate_changes([Parameter("use_sim_time", value=True)], configured=True) is None
+    # The kept states are in the configured frame: a new one waits for cleanup (which drops them).
+    assert "configure" in validate_changes([Parameter("frame_id", value="map")], configured=True)
+    assert validate_changes([Parameter("frame_id", value="map")], configured=False) is None
+
+
+def test_readme_states_each_topics_qos():
+    """The QoS column of the README's interface table is what ``qos.py`` declares."""
+    import re
+    from pathlib import Path
+
+    from world_irp_ros.ros import qos
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    profiles = {"~/object_states": qos.OBJECT_STATES, "~/candidate_actions": qos.CANDIDATE_ACTIONS,
+                "~/verdict": qos.VERDICT, "~/predicted_trajectories": qos.PREDICTED_TRAJECTORIES,
+                "~/markers": qos.MARKERS, "/diagnostics": qos.DIAGNOSTICS,
+                "~/executed_actions": qos.CANDIDATE_ACTIONS, "~/prediction_error": qos.VERDICT}
+    for topic, profile in profiles.items():
+        row = re.search(rf"^\| `{re.escape(topic)}` \((?:sub|pub)\) \| [^|]+ \| ([^|]+) \|", readme, re.M)
+        assert row, topic
+        assert row.group(1).strip() == qos.describe(profile), topic
+
+
+def test_known_ids_in_a_reason_are_bounded():
+    from world_irp_ros.ros.node import MAX_LISTED_IDS, known_ids
+
+    assert known_ids([]) == "none" and known_ids({"b": 1, "a": 2}) == "a, b"
+    many = known_ids(f"track_{i:04d}" for i in range(3000))
+    assert many.startswith("track_0000, ") and many.endswith("... (3000 in all)")
+    assert many.count("track_") == MAX_LISTED_IDS
+
+
+def test_a_plan_that_did_not_finish_never_ends_in_go():
+    from world_irp_ros.errors import VerdictCode
+    from world_irp_ros.ros.plan_action import final_verdict
+    from world_irp_ros.verdicts import Verdict
+
+    go = Verdict("best", VerdictCode.GO, ["lands 0.02 m from the target centre"], 0.97, 0.0, True,
+                 (2.0, 0.0, 0.03), 0.8)
+    done = final_verdict(go, "feasible_go", None)
+    assert done.go and done.chosen and not go.chosen  # a copy: the planner's state is not changed
+    for halt, problem, code in (("canceled", None, VerdictCode.NO_GO_CANCELED),
+                                ("node deactivated", None, VerdictCode.NO_GO_NOT_ACTIVE),
+                                ("max_steps", (VerdictCode.NO_GO_STALE_STATE, "state of 'stone' is 0.9 s old"),
+                                 VerdictCode.NO_GO_STALE_STATE)):
+        v = final_verdict(go, halt, problem)
+        assert v.code == code and not v.go and not v.chosen, halt
+        assert v.success_probability == 0.97 and v.landing_point_m == (2.0, 0.0, 0.03)  # the prediction kept
+        assert v.reasons[1:] == go.reasons and v.reasons[0]
+    assert "end of planning" in final_verdict(go, "max_steps", (VerdictCode.NO_GO_STALE_STATE, "old")).reasons[0]
 
 
 def test_gate_serves_requests_before_plan_steps():

@@ -55,7 +55,8 @@ def test_cancel_between_iterations(client, no_slope_halt):
     result = client.wait_future(handle.get_result_async(), timeout=30.0, what="the canceled result")
     assert result.status == STATUS_CANCELED
     assert result.result.halt_reason == "canceled"
-    assert not result.result.go
+    assert not result.result.go and result.result.verdict.code_name == "NO_GO_CANCELED"
+    assert not result.result.verdict.chosen
     assert 1 <= result.result.iterations < 5000
 
 
@@ -138,3 +139,13 @@ def test_unknown_object_plan_is_refused_with_reason(client, node):
     assert result.result.verdict.code_name == "NO_GO_UNKNOWN_OBJECT"
     assert "nothing_here" in result.result.verdict.reasons[0]
     assert node.alive()
+
+
+def test_plan_population_is_held_to_max_rollouts(client, settings):
+    """population x samples per iteration is bounded like a request's candidates x samples."""
+    settings(max_rollouts=100)
+    handle = client.send_plan(client.plan_goal(population=256))
+    result = client.wait_future(handle.get_result_async(), what="the plan result")
+    assert result.status == STATUS_ABORTED and not result.result.go
+    assert result.result.verdict.code_name == "NO_GO_TOO_MANY_CANDIDATES"
+    assert "max_rollouts 100" in result.result.verdict.reasons[0]

@@ -107,21 +107,137 @@ def test_non_finite_numbers_are_invalid(client):
     client.forget("broken")
 
 
-def test_too_many_candidates(client):
+def test_requests_refused_whole_get_one_verdict(client):
+    """Too many candidates, or none: one NO-GO with an empty action_id answers the whole request,
+    on the service and on the streaming path (never silence, never more verdicts than the
+    ~/verdict queue holds)."""
+    from world_irp_ros.msg import RehearsalRequest
+
     limit = client.get_param("max_candidates")
     resp = client.rehearse([client.drop(f"c{i}") for i in range(limit + 1)])
-    assert set(codes(resp)) == {"NO_GO_TOO_MANY_CANDIDATES"} and len(resp.verdicts) == limit + 1
-    assert f"max_candidates {limit}" in resp.verdicts[0].reasons[0]
+    assert codes(resp) == ["NO_GO_TOO_MANY_CANDIDATES"] and resp.verdicts[0].action_id == ""
+    assert f"{limit + 1} candidates, more than max_candidates {limit}" in resp.verdicts[0].reasons[0]
+    assert resp.best_index == -1 and len(resp.trajectories) == 1
+    resp = client.rehearse([])
+    assert codes(resp) == ["NO_GO_INVALID_REQUEST"] and "no candidates" in resp.verdicts[0].reasons[0]
+    for request_id, count, code in (("stream-none", 0, "NO_GO_INVALID_REQUEST"),
+                                    ("stream-many", limit + 1, "NO_GO_TOO_MANY_CANDIDATES")):
+        msg = RehearsalRequest(request_id=request_id, criteria=client.criteria(),
+                               candidates=[client.drop(f"s{i}") for i in range(count)])
+        client.requests_pub.publish(msg)
+        [v] = client.verdicts_of(request_id, 1)
+        assert v.code_name == code and v.action_id == "" and not v.go
+    time.sleep(0.5)  # anything more would have arrived by now
+    assert len(client.verdicts_of("stream-many", 1)) == 1
 
 
-def test_backend_error_from_a_request_the_model_rejects(client):
+def test_an_answer_packed_after_the_deadline_is_no_go_deadline(client):
+    """Packing 1024 tracks of 601 points takes longer than rehearsing them: the deadline holds
+    for the packed answer, so a response that leaves late never carries a GO."""
+    [ok] = client.set_params(deadline_ms=150.0)
+    try:
+        resp = client.rehearse([client.drop(f"d{i}") for i in range(1024)], client.criteria(horizon_s=10.0),
+                               timeout=120.0)
+    finally:
+        [restored] = client.set_params(deadline_ms=5000.0)
+        assert restored.successful
+    assert ok.successful and resp.latency_ms > 150.0
+    assert set(codes(resp)) == {"NO_GO_DEADLINE"} and resp.best_index == -1
+    assert "deadline" in resp.verdicts[0].reasons[0]
+
+
+def test_the_state_table_keeps_the_newest_objects_only(client):
+    """A tracker that hands out a new id per track must not grow the node's table (and every
+    unknown-object reason) for ever: beyond MAX_KEPT_STATES the oldest-stamped states go."""
+    from rclpy.duration import Duration
+    from world_irp_ros.msg import ObjectStateArray
+    from world_irp_ros.ros.node import MAX_KEPT_STATES, MAX_LISTED_IDS
+
+    def publish(objects, age_s=0.0):
+        stamp = (client.node.get_clock().now() - Duration(nanoseconds=int(age_s * 1e9))).to_msg()
+        for o in objects:
+            o.header.stamp = stamp
+        client.states_pub.publish(ObjectStateArray(objects=objects))
+
+    deadline = time.monotonic() + 20.0
+    while codes(client.rehearse([client.drop("first", "first_track")])) != ["GO"]:
+        assert time.monotonic() < deadline, "the node never took the first track"
+        publish([client.sphere("first_track")], age_s=1.0)
+        time.sleep(0.05)
+    crowd = [client.sphere(f"track_{i:04d}") for i in range(MAX_KEPT_STATES + 64)]
+    while True:  # best effort: publish until the node has forgotten the first (oldest) track
+        for i in range(0, len(crowd), 128):
+            publish(crowd[i:i + 128])
+        resp = client.rehearse([client.drop("first", "first_track")])
+        if codes(resp) == ["NO_GO_UNKNOWN_OBJECT"]:
+            break
+        assert time.monotonic() < deadline, f"the oldest state was never dropped: {codes(resp)}"
+        time.sleep(0.1)
+    reason = resp.verdicts[0].reasons[0]
+    assert reason.count("track_") <= MAX_LISTED_IDS + 1 and "in all)" in reason, reason
+    assert codes(client.rehearse([client.drop("still_known")])) == ["GO"]  # the perceived stone stays
+
+
+def test_a_state_that_arrives_out_of_order_is_ignored(client):
+    """States are kept by stamp, not by arrival: an older state arriving later leaves the newer
+    one in place. A push with no impulse judges where the object rests (1 m: on the target)."""
+    from rclpy.duration import Duration
+    from world_irp_ros.msg import CandidateAction, ObjectStateArray
+
+    push = CandidateAction(id="nudge", type=CandidateAction.TYPE_PUSH, object_id="ordered")
+    push.release_pose.orientation.w = 1.0
+
+    def publish(*states_and_ages):
+        now = client.node.get_clock().now()
+        out = ObjectStateArray()
+        for o, age_s in states_and_ages:
+            o.header.stamp = (now - Duration(nanoseconds=int(age_s * 1e9))).to_msg()
+            out.objects.append(o)
+        client.states_pub.publish(out)
+
+    deadline = time.monotonic() + 20.0
+    while codes(client.rehearse([push])) != ["GO"]:  # best effort: publish until the node has it
+        assert time.monotonic() < deadline, "the node never took the state at 1 m"
+        publish((client.sphere("ordered", position=(1.0, 0.0, 0.03)), 0.0))
+        time.sleep(0.05)
+    # Then a state 1 s older, 2 m away, in the same message as a probe object: once the probe is
+    # known the old state has arrived too.
+    for _ in range(3):
+        publish((client.sphere("ordered", position=(3.0, 0.0, 0.03)), 1.0),
+                (client.sphere("order_probe", position=(0.0, 0.0, 1.0)), 0.0))
+    client.rehearse_until(lambda r: codes(r) == ["GO"], [client.drop("probe", "order_probe")])
+    assert codes(client.rehearse([push])) == ["GO"]
+
+
+def test_a_request_beyond_the_models_bounds_is_invalid(client):
     """Every number is finite and valid, but the drag factor rho Cd A / (2 m) of a 1e-300 kg
-    object with Cd 1e300 overflows to infinity: the forward model refuses the batch."""
+    object with Cd 1e300 overflows: the forward model cannot compute it, and says so."""
     feather = client.sphere("feather", mass=1e-300)
     feather.drag_coefficient = 1e300
     resp = client.rehearse([client.drop("f", "feather")], scene_objects=[feather])
+    assert codes(resp) == ["NO_GO_INVALID_REQUEST"], [list(v.reasons) for v in resp.verdicts]
+    assert "outside what the model can compute: its numbers overflow" in resp.verdicts[0].reasons[0]
+
+
+def test_backend_error_from_a_rollout_the_model_cannot_finish(client):
+    """A perfectly elastic ball thrown up between the ground and a perfectly elastic shelf 1 mm
+    above its top rattles faster than the model resolves (more events in one step than it
+    handles): the rollout fails, and the answer is NO_GO_BACKEND_ERROR with the reason."""
+    from world_irp_ros.msg import Environment, Obstacle
+
+    ball = client.sphere("rattler", position=(0.0, 0.0, 0.0305))
+    ball.restitution = 1.0
+    env = Environment()
+    env.gravity_mps2.z = -9.81
+    env.air_density_kgpm3 = 1.225
+    shelf = Obstacle(name="shelf", restitution=1.0, friction=0.5)
+    shelf.min.x, shelf.min.y, shelf.min.z = -1.0, -1.0, 0.061
+    shelf.max.x, shelf.max.y, shelf.max.z = 1.0, 1.0, 0.2
+    env.obstacles = [shelf]
+    resp = client.rehearse([client.throw("rattle", (0.1, 0.0, 5.0), "rattler", at=(0.0, 0.0, 0.0305))],
+                           scene_objects=[ball], scene_environment=env)
     assert codes(resp) == ["NO_GO_BACKEND_ERROR"], [list(v.reasons) for v in resp.verdicts]
-    assert "failed" in resp.verdicts[0].reasons[0]
+    assert "events inside one integration step" in resp.verdicts[0].reasons[0]
 
 
 def test_deadline_via_runtime_parameter(client):
@@ -155,14 +271,15 @@ def test_runtime_parameters_accepted_and_rejected(client):
     assert not bad.successful and "wait, reject" in bad.reason
     [bad] = client.set_params(gravity_mps2=[0.0, 0.0, 9.81])
     assert not bad.successful and "negative" in bad.reason
-    [bad] = client.set_params(backend="pybullet")  # only while unconfigured
-    assert not bad.successful and "configure" in bad.reason
+    for name, value in (("backend", "pybullet"), ("frame_id", "map")):  # only while unconfigured
+        [bad] = client.set_params(**{name: value})
+        assert not bad.successful and "configure" in bad.reason, name
     assert client.get_param("min_success_probability") == 0.9
     assert client.get_param("backend") == "analytic"
     # max_candidates lowered at runtime takes effect on the next request.
     [ok] = client.set_params(max_candidates=2)
     try:
-        assert codes(client.rehearse([client.drop(f"k{i}") for i in range(3)])) == ["NO_GO_TOO_MANY_CANDIDATES"] * 3
+        assert codes(client.rehearse([client.drop(f"k{i}") for i in range(3)])) == ["NO_GO_TOO_MANY_CANDIDATES"]
     finally:
         client.set_params(max_candidates=1024, num_samples=64)
 

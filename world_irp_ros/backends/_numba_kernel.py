@@ -67,6 +67,11 @@ BLOCK = int(os.environ.get("WORLD_IRP_NUMBA_BLOCK", "64"))
  ZONES) = range(0, 40 * BLOCK, BLOCK)
 
 
+# The clearance row of a zone already entered: below every clearance (0 once entered), so the
+# minimum in ``_quiet_clearance`` keeps it; read back as 0.
+ENTERED = -1.0
+
+
 def _zone_at(z):
     """Where the two rows of keep-out zone ``z`` (distance, then clearance so far) start in ``W``."""
     return ZONES + 2 * z * BLOCK
@@ -171,7 +176,9 @@ def _zone_checks(W, Z, nb, z, zmin, zmax):
     clearance). ``Z`` is the zone's two rows of ``W`` (distance, clearance): a view of its own, as
     a run-time offset into ``W`` needed more run-time alias checks than LLVM allows. D0, the
     distance at the step start, is the row's value from the step before; the bound is compared
-    without the chord's square root (D0 + D1 - 2 clearance < L). Leaves D1 in the row."""
+    without the chord's square root (D0 + D1 - 2 clearance < L). Leaves D1 in the row. A zone
+    already entered (clearance row ``ENTERED``) needs no test; one touched but not entered
+    (clearance 0) still does."""
     ax, ay, az = zmin[0, z], zmin[1, z], zmin[2, z]
     bx, by, bz = zmax[0, z], zmax[1, z], zmax[2, z]
     for i in range(nb):
@@ -188,7 +195,7 @@ def _zone_checks(W, Z, nb, z, zmin, zmax):
         interior = (e0x * dx + e0y * dy + e0z * dz > 0.0) & (e1x * dx + e1y * dy + e1z * dz < 0.0)
         gap = d0 + d1 - 2.0 * best
         below = (gap < 0.0) | (gap * gap < dx * dx + dy * dy + dz * dz)
-        bad = (best > 0.0) & ((d1 <= 0.0) | (interior & below))
+        bad = (best >= 0.0) & ((d1 <= 0.0) | (interior & below))
         Z[i] = d1
         W[QUIET + i] = 0.0 if bad else quiet
 
@@ -283,7 +290,7 @@ def _rollout_block(b, W, pos0, vel0, t_rel, hext, rolls, kdrag, rest_c, fric, cr
         W[HY + i] = hext[1, c]
         W[HZ + i] = hext[2, c]
         W[TS + i] = tsamp[int(k0)] if k0 < n_t else BIG
-        _load_zones(W, i, c, x0, y0, z0, zmin, zmax, ko_c)
+        _load_zones(W, i, c, x0, y0, z0, zmin, zmax, ko_t, ko_c)
     n_sup = 0      # supported rollouts in the block (only the slow path changes modes)
     for j in range(n_steps):
         _start_step(W, nb)
@@ -332,7 +339,7 @@ def _rollout_block(b, W, pos0, vel0, t_rel, hext, rolls, kdrag, rest_c, fric, cr
                 mv, sv, muv, kv, ev = W[MD + i], W[SP + i], W[MU + i], W[KS + i], W[EV + i]
                 n_sup -= 1 if mv == MODE_SUPPORTED else 0
                 for z in range(n_z):
-                    ko_c[z, c] = W[_zone_at(z) + BLOCK + i]
+                    ko_c[z, c] = max(W[_zone_at(z) + BLOCK + i], 0.0)
                 it = 0
                 while t < t1 and it < MAX_SEGMENTS:
                     (t, x, y, zz, ux, uy, uz, wv, mv, sv, muv, kv, ev) = advance_segment(
@@ -350,7 +357,7 @@ def _rollout_block(b, W, pos0, vel0, t_rel, hext, rolls, kdrag, rest_c, fric, cr
                 W[MD + i], W[SP + i], W[MU + i], W[KS + i], W[EV + i] = mv, sv, muv, kv, ev
                 W[TT + i] = t
                 W[TS + i] = tsamp[int(kv)] if kv < n_t else BIG
-                _load_zones(W, i, c, x, y, zz, zmin, zmax, ko_c)
+                _load_zones(W, i, c, x, y, zz, zmin, zmax, ko_t, ko_c)
     for i in range(nb):
         c = i0 + i
         fin_p[0, c] = W[PX + i]
@@ -363,17 +370,17 @@ def _rollout_block(b, W, pos0, vel0, t_rel, hext, rolls, kdrag, rest_c, fric, cr
         ks_out[c] = W[KS + i]
         ev_cnt[c] = W[EV + i]
         for z in range(n_z):
-            ko_c[z, c] = W[_zone_at(z) + BLOCK + i]
+            ko_c[z, c] = max(W[_zone_at(z) + BLOCK + i], 0.0)
 
 
-def _load_zones(W, i, c, x, y, z, zmin, zmax, ko_c):
+def _load_zones(W, i, c, x, y, z, zmin, zmax, ko_t, ko_c):
     """Zone rows of lane ``i`` (rollout ``c``) at ``(x, y, z)``, after the release or the slow
     path: the distance to each keep-out zone (the start distance of the next step's test) and
-    the clearance so far from ``ko_c``."""
+    the clearance so far from ``ko_c``, or ``ENTERED`` once ``ko_t`` holds an entry."""
     for zi in range(zmin.shape[1]):
         lox, loy, loz, hix, hiy, hiz = grown_box(zmin, zmax, zi, W[HX + i], W[HY + i], W[HZ + i])
         W[_zone_at(zi) + i] = box_distance(x, y, z, lox, loy, loz, hix, hiy, hiz)
-        W[_zone_at(zi) + BLOCK + i] = ko_c[zi, c]
+        W[_zone_at(zi) + BLOCK + i] = ENTERED if ko_t[zi, c] >= 0.0 else ko_c[zi, c]
 
 
 def _rollout_kernel(pos0, vel0, t_rel, hext, rolls, kdrag, rest_c, fric, crr,

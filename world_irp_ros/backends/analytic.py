@@ -238,14 +238,19 @@ def finish(prep: dict[str, Any], o: dict[str, np.ndarray]) -> RolloutResult:
     return result
 
 
-def _tiny_batch() -> RolloutBatch:
-    """A two-rollout batch touching every code path (flight, bounce, slide, roll, table, keep-out)."""
+def _tiny_batch(n: int) -> RolloutBatch:
+    """The first ``n`` (1 or 2) rollouts of a batch touching every code path (flight, bounce,
+    slide, roll, table, keep-out). numba specialises on array layouts: the (T, 3, N) sample views
+    are C-contiguous for one rollout and strided for more, so warming up takes both."""
+    def per(values) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(values, dtype=np.float64)[..., :n])
+
     return RolloutBatch(
-        position_m=np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]]),
-        velocity_mps=np.array([[3.0, 2.0], [0.0, 0.5], [1.0, 2.0]]),
-        release_time_s=np.array([0.0, 0.1]), half_extent_m=np.full((3, 2), 0.03),
-        radius_m=np.array([0.03, 0.03]), rolls=np.array([1.0, 0.0]), drag_k_per_m=np.array([0.01, 0.02]),
-        restitution=np.array([0.5, 0.3]), friction=np.array([0.4, 0.5]), rolling_resistance=np.array([0.02, 0.02]),
+        position_m=per([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]]),
+        velocity_mps=per([[3.0, 2.0], [0.0, 0.5], [1.0, 2.0]]),
+        release_time_s=per([0.0, 0.1]), half_extent_m=per(np.full((3, 2), 0.03)),
+        radius_m=per([0.03, 0.03]), rolls=per([1.0, 0.0]), drag_k_per_m=per([0.01, 0.02]),
+        restitution=per([0.5, 0.3]), friction=per([0.4, 0.5]), rolling_resistance=per([0.02, 0.02]),
         gravity_mps2=np.array([0.0, 0.0, -9.81]), ground_height_m=0.0, ground_restitution=1.0, ground_friction=1.0,
         obstacle_min_m=np.array([[0.8], [-0.5], [0.0]]), obstacle_max_m=np.array([[1.6], [0.5], [0.7]]),
         obstacle_restitution=np.array([0.3]), obstacle_friction=np.array([0.5]),
@@ -287,14 +292,16 @@ class AnalyticBackend:
             self.warmup()
 
     def warmup(self) -> None:
-        """Load (or compile, first time per source version) the kernels and run a tiny batch."""
+        """Load (or compile, first time per source version) the kernels for every array layout a
+        request can bring, and run tiny batches."""
         start = time.perf_counter()
-        batch = _tiny_batch()
         if self.engine == "numba":
-            for parallel in (False, True):
-                prep = prepare(batch)
+            # Strided layouts first: the first call of each kernel compiles the block function
+            # on its own (``_numba_kernel._load_block``). One rollout never runs parallel.
+            for n, parallel in ((2, False), (2, True), (1, False)):
+                prep = prepare(_tiny_batch(n))
                 self._run_numba(prep, allocate(prep), parallel)
-        self.rollout(batch)
+        self.rollout(_tiny_batch(2))
         self.warmup_s = time.perf_counter() - start
 
     def rollout(self, batch: RolloutBatch) -> RolloutResult:

@@ -327,8 +327,8 @@ def _simulate(cid: int, world: _World, r: np.ndarray, out: dict[str, np.ndarray]
             # enter a zone, or come closer than the clearance so far, from near enough.
             seg = max(abs(x1[0] - x[0]), abs(x1[1] - x[1]), abs(x1[2] - x[2]))
             for z, b in enumerate(zone_boxes):
-                if zone_clear[z] == 0.0:
-                    continue
+                if not math.isnan(zone_entry[z]):
+                    continue  # entered already (clearance 0 alone may be a touch at the release)
                 sep = _separation(x1, b)
                 if sep - seg < zone_clear[z]:
                     f_in = _zone_entry(x, x1, b) if sep <= seg else None

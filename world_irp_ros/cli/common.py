@@ -71,11 +71,14 @@ def load_input(path: str, parse: Callable[[Any], T]) -> T:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(path, "", f"not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})") from None
+    except (ValueError, RecursionError) as err:  # a number of over 4300 digits; nesting too deep
+        raise InputError(path, "", f"not usable JSON: {type(err).__name__}: {err}") from None
     try:
         return parse(data)
     except WorldIrpError as err:
         raise InputError(path, err.field, err.reason, err.code) from None
-    except (TypeError, ValueError, KeyError) as err:  # a parser gap must still name the file, not crash
+    # A parser gap must still name the file, not crash (and the other files are still answered).
+    except (TypeError, ValueError, KeyError, ArithmeticError, RecursionError) as err:
         raise InputError(path, "", f"invalid: {type(err).__name__}: {err}") from None
 
 

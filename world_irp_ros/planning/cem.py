@@ -25,29 +25,12 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import ValidationError, VerdictCode
-from ..scene import CandidateAction, Criteria, RehearsalRequest, Scene
+from ..errors import OUTCOME_CODES, ValidationError
+from ..scene import CandidateAction, Criteria, RehearsalRequest, Scene, finite_number
 from ..verdicts import Verdict
 
 PARAM_NAMES = ("speed_mps", "elevation_rad", "azimuth_rad")
 HALF_PI = math.pi / 2.0
-
-# Codes whose verdict was judged on a real prediction; any other code (backend error, deadline)
-# gets the worst energy.
-_JUDGED = (VerdictCode.GO, VerdictCode.NO_GO_COLLISION, VerdictCode.NO_GO_MISSES_TARGET,
-           VerdictCode.NO_GO_UNCERTAIN)
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, (bool, str, bytes)):
-        raise ValidationError(f"must be a number, got {value!r}", name)
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValidationError(f"must be a number, got {value!r}", name) from None
-    if not math.isfinite(x):
-        raise ValidationError(f"must be a finite number, got {value!r}", name)
-    return x
 
 
 # ----------------------------------------------------------------------------- actuator limits
@@ -73,24 +56,24 @@ class ActuatorLimits:
         if isinstance(p, (str, bytes)) or not hasattr(p, "__len__") or len(p) != 3:
             raise ValidationError(f"must be a list of 3 numbers, got {p!r}", "release_position")
         object.__setattr__(self, "release_position_m",
-                           tuple(_number(f"release_position[{i}]", x) for i, x in enumerate(p)))
-        vmax = _number("max_release_speed", self.max_release_speed_mps)
+                           tuple(finite_number(f"release_position[{i}]", x) for i, x in enumerate(p)))
+        vmax = finite_number("max_release_speed", self.max_release_speed_mps)
         if vmax <= 0.0:
             raise ValidationError(f"must be > 0, got {vmax}", "max_release_speed")
-        vmin = _number("min_release_speed", self.min_release_speed_mps)
+        vmin = finite_number("min_release_speed", self.min_release_speed_mps)
         if vmin < 0.0:
             raise ValidationError(f"must be >= 0, got {vmin}", "min_release_speed")
         if vmin >= vmax:
             raise ValidationError(f"must be < max_release_speed ({vmax}), got {vmin}", "min_release_speed")
-        emin = _number("min_elevation", self.min_elevation_rad)
-        emax = _number("max_elevation", self.max_elevation_rad)
+        emin = finite_number("min_elevation", self.min_elevation_rad)
+        emax = finite_number("max_elevation", self.max_elevation_rad)
         for name, e in (("min_elevation", emin), ("max_elevation", emax)):
             if not -HALF_PI - 1e-12 <= e <= HALF_PI + 1e-12:
                 raise ValidationError(f"must lie in [-pi/2, pi/2] rad, got {e}", name)
         if emax < emin:
             raise ValidationError(f"must be >= min_elevation ({emin}), got {emax}", "max_elevation")
-        amin = _number("min_azimuth", self.min_azimuth_rad)
-        amax = _number("max_azimuth", self.max_azimuth_rad)
+        amin = finite_number("min_azimuth", self.min_azimuth_rad)
+        amax = finite_number("max_azimuth", self.max_azimuth_rad)
         if amax < amin:
             raise ValidationError(f"must be >= min_azimuth ({amin}), got {amax}", "max_azimuth")
         if amax - amin > 2.0 * math.pi + 1e-9:
@@ -177,7 +160,7 @@ def candidate_energy(verdict: Verdict, target_radius_m: float | None,
     nominal smallest gap to any keep-out zone (no zones: no penalty). A verdict that was not
     judged on a prediction (backend error, deadline, ...) gets ``weights.worst``.
     """
-    if verdict.code not in _JUDGED:
+    if verdict.code not in OUTCOME_CODES:
         return weights.worst
     e = weights.success * (1.0 - float(verdict.success_probability))
     e += weights.collision * float(verdict.collision_probability)
@@ -235,13 +218,13 @@ class CEMConfig:
         p = self.population
         if isinstance(p, bool) or not isinstance(p, int) or not 2 <= p <= 4096:
             raise ValidationError(f"must be an integer in [2, 4096], got {self.population!r}", "population")
-        if not 0.0 < _number("elite_fraction", self.elite_fraction) <= 1.0:
+        if not 0.0 < finite_number("elite_fraction", self.elite_fraction) <= 1.0:
             raise ValidationError(f"must lie in (0, 1], got {self.elite_fraction}", "elite_fraction")
-        if not 0.0 < _number("smoothing", self.smoothing) <= 1.0:
+        if not 0.0 < finite_number("smoothing", self.smoothing) <= 1.0:
             raise ValidationError(f"must lie in (0, 1], got {self.smoothing}", "smoothing")
-        if not 0.0 < _number("initial_std_fraction", self.initial_std_fraction) <= 1.0:
+        if not 0.0 < finite_number("initial_std_fraction", self.initial_std_fraction) <= 1.0:
             raise ValidationError(f"must lie in (0, 1], got {self.initial_std_fraction}", "initial_std_fraction")
-        if not 0.0 <= _number("min_std_fraction", self.min_std_fraction) <= 1.0:
+        if not 0.0 <= finite_number("min_std_fraction", self.min_std_fraction) <= 1.0:
             raise ValidationError(f"must lie in [0, 1], got {self.min_std_fraction}", "min_std_fraction")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValidationError(f"must be a non-negative integer, got {self.seed!r}", "seed")
@@ -484,7 +467,7 @@ class ThrowPlanner:
         cands, outcome = self._evaluate(dist.mean[None, :], 0)
         c = cands[0]
         return PlannerState(0, dist, c, c, np.array([c.energy]), 1, outcome.backend, outcome.device,
-                            outcome.latency_ms, c.verdict.code not in _JUDGED, int(c.verdict.go))
+                            outcome.latency_ms, c.verdict.code not in OUTCOME_CODES, int(c.verdict.go))
 
     def step(self, state: PlannerState) -> PlannerState:
         """One CEM iteration: sample, rehearse the population in one batch, score, refit."""
@@ -497,7 +480,7 @@ class ThrowPlanner:
         best = step_best if step_best.energy < state.best.energy else state.best
         return PlannerState(iteration, self.cem.refit(state.dist, params, energies), best, step_best, energies,
                             state.evaluations + len(cands), outcome.backend, outcome.device, outcome.latency_ms,
-                            all(c.verdict.code not in _JUDGED for c in cands), sum(c.verdict.go for c in cands))
+                            all(c.verdict.code not in OUTCOME_CODES for c in cands), sum(c.verdict.go for c in cands))
 
     def project(self, state: PlannerState) -> PlannerState:
         """The state with its distribution (mean clipped, std at most the range) within limits."""

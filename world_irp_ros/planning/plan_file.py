@@ -10,8 +10,8 @@ import math
 from typing import Any
 
 from ..errors import ValidationError
-from ..scene import (DEFAULT_HORIZON_S, Scene, _take, field_prefix, parse_criteria, parse_environment,
-                     parse_objects)
+from ..scene import (DEFAULT_HORIZON_S, Scene, _take, field_prefix, finite_number, parse_criteria,
+                     parse_environment, parse_objects)
 from .cem import ActuatorLimits, ThrowProblem
 
 PLAN_DEFAULTS = {"population": 64, "max_iterations": 30, "samples": 16, "seed": 0, "elite_fraction": 0.125,
@@ -24,12 +24,6 @@ def _int(value: Any, name: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ValidationError(f"must be an integer in [{lo}, {hi}], got {value!r}", name)
     return value
-
-
-def _float(value: Any, name: str) -> float:
-    if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValidationError(f"must be a finite number, got {value!r}", name)
-    return float(value)
 
 
 def parse_limits(d: Any, name: str = "plan.limits") -> ActuatorLimits:
@@ -66,6 +60,6 @@ def parse_plan(data: Any) -> ThrowProblem:
         max_iterations=_int(opts["max_iterations"], "plan.max_iterations", 1, 10000),
         samples=_int(opts["samples"], "plan.samples", 1, 4096),
         seed=_int(opts["seed"], "plan.seed", 0, 2**63 - 1),
-        elite_fraction=_float(opts["elite_fraction"], "plan.elite_fraction"),
-        clearance_margin_m=_float(opts["clearance_margin"], "plan.clearance_margin"),
+        elite_fraction=finite_number("plan.elite_fraction", opts["elite_fraction"]),
+        clearance_margin_m=finite_number("plan.clearance_margin", opts["clearance_margin"]),
         request_id=request_id)

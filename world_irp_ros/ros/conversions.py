@@ -192,6 +192,8 @@ def criteria_from_msg(m: irp_msg.Criteria, *, horizon_s: float, min_success_prob
         value = getattr(m, name)
         if not math.isfinite(value):
             raise ValidationError(f"must be a finite number, got {value}", name)
+        if name.endswith("probability") and not 0.0 <= value <= 1.0:
+            raise ValidationError(f"must be in [0, 1], got {value}", name)
     with field_prefix("target"):
         target = target_from_msg(m.target)
     zones = []

@@ -1,8 +1,9 @@
 """``world_irp``: the managed (lifecycle) node that rehearses actions before a robot takes them.
 
 Interfaces (names relative to the node, ``~/``; QoS in ``qos.py``):
-- in: ``~/object_states`` (``ObjectStateArray``) kept as the latest state per object id with its
-  stamp; ``~/candidate_actions`` (``RehearsalRequest``), the streaming path.
+- in: ``~/object_states`` (``ObjectStateArray``) kept as the newest state per object id by its
+  stamp (at most ``MAX_KEPT_STATES`` objects); ``~/candidate_actions`` (``RehearsalRequest``), the
+  streaming path.
 - service ``~/rehearse`` (``RehearseActions``); action ``~/plan`` (``PlanAction``, IRP refinement
   with feedback every iteration, cancellable between iterations).
 - out: ``~/verdict`` (one ``Verdict`` per candidate of every rehearsal, the chosen one flagged),
@@ -55,7 +56,7 @@ from world_irp_ros.action import PlanAction
 from world_irp_ros.srv import RehearseActions
 
 from ..backends import create_backend
-from ..errors import BackendError, ValidationError, VerdictCode, WorldIrpError
+from ..errors import PROBLEM_CODES, BackendError, ValidationError, VerdictCode, WorldIrpError
 from ..rehearsal import Rehearser, Trajectory
 from ..scene import (CandidateAction, Criteria, Environment, KeepOutZone, ObjectModel, Obstacle,
                      RehearsalRequest, Scene, TargetRegion)
@@ -71,9 +72,17 @@ from .params import Settings, declare, validate_changes
 
 NODE_NAME = "world_irp"
 EXECUTOR_THREADS = 6
-# Codes that report a problem (logged once each); the others are ordinary answers.
-PROBLEM_CODES = frozenset(VerdictCode) - {VerdictCode.GO, VerdictCode.NO_GO_COLLISION,
-                                          VerdictCode.NO_GO_MISSES_TARGET, VerdictCode.NO_GO_UNCERTAIN}
+# Perceived states kept at most (the oldest go first), and object ids a reason lists at most.
+MAX_KEPT_STATES = 1024
+MAX_LISTED_IDS = 10
+
+
+def known_ids(ids) -> str:
+    """The known object ids for a reason: sorted, at most ``MAX_LISTED_IDS`` of them."""
+    names = sorted(ids)
+    if len(names) > MAX_LISTED_IDS:
+        return f"{', '.join(names[:MAX_LISTED_IDS])}, ... ({len(names)} in all)"
+    return ", ".join(names) or "none"
 
 
 # --------------------------------------------------------------------------- the rehearser gate
@@ -374,7 +383,11 @@ class WorldIrpNode(LifecycleNode):
         if self._lifecycle not in ("inactive", "active"):
             return  # states are kept only while configured; cleanup drops them
         frame = self._settings.frame_id
-        clock_type = self.get_clock().clock_type
+        clock = self.get_clock()
+        clock_type = clock.clock_type
+        now = clock.now()
+        with self._states_lock:
+            kept = {o.id: self._states.get(o.id) for o in msg.objects}
         entries = {}
         for i, o in enumerate(msg.objects):
             if not o.id:
@@ -388,6 +401,9 @@ class WorldIrpNode(LifecycleNode):
                 if state_frame != frame:
                     raise ValidationError(f"frame {state_frame!r} is not the node's frame {frame!r} "
                                           f"(no tf2 lookup: publish states in {frame!r})", "header.frame_id")
+                old = kept[o.id]
+                if old is not None and old.model is not None and stamp < old.stamp <= now:
+                    continue  # arrived out of order: the newer state stays (unless the clock jumped back)
                 entries[o.id] = StateEntry(self._calibration.apply(conv.object_from_msg(o)), stamp)
                 self._monitor.on_state(o.id, conv.xyz(o.pose.position), conv.xyz(o.twist.linear),
                                        stamp.nanoseconds * 1e-9)
@@ -398,15 +414,25 @@ class WorldIrpNode(LifecycleNode):
             for e in entries.values():
                 if e.model is not None and (self._newest_stamp is None or e.stamp > self._newest_stamp):
                     self._newest_stamp = e.stamp
+            if len(self._states) > MAX_KEPT_STATES:
+                self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        """Drop the oldest-stamped states down to ``MAX_KEPT_STATES`` (a tracker that hands out a
+        new id per track would otherwise grow the table for the life of the node). Holds
+        ``_states_lock``."""
+        by_age = sorted(self._states, key=lambda k: self._states[k].stamp.nanoseconds)
+        for object_id in by_age[:len(self._states) - MAX_KEPT_STATES]:
+            del self._states[object_id]
 
     def _state_problem(self, object_id: str, now: Time, timeout_s: float):
         """(model, None) for a usable state, else (None, (code, reason))."""
         with self._states_lock:
             entry = self._states.get(object_id)
-            known = sorted(self._states)
+            known = list(self._states)
         if entry is None:
             return None, (VerdictCode.NO_GO_UNKNOWN_OBJECT,
-                          f"no state known for object {object_id!r} (known: {', '.join(known) or 'none'})")
+                          f"no state known for object {object_id!r} (known: {known_ids(known)})")
         if entry.model is None:
             return None, (VerdictCode.NO_GO_INVALID_REQUEST,
                           f"the latest state of object {object_id!r} is invalid: {entry.error}")
@@ -443,11 +469,22 @@ class WorldIrpNode(LifecycleNode):
             answer.problems.append((code, reason))
             return answer
 
+        def reject_request(code: VerdictCode, reason: str) -> Answer:
+            # One verdict with an empty action_id stands for the whole request: a request with no
+            # candidates still gets an answer, and one over max_candidates is not answered with
+            # more messages than the verdict queue holds.
+            answer.trajectories, answer.actions, answer.object_ids = [None], [None], [""]
+            answer.verdicts = [no_go("", code, reason)]
+            answer.problems.append((code, reason))
+            return answer
+
+        if not ids:
+            return reject_request(VerdictCode.NO_GO_INVALID_REQUEST, "candidates: the request holds no candidates")
         if not self._active or rehearser is None:
             return reject_all(VerdictCode.NO_GO_NOT_ACTIVE, self._not_active_reason())
         if len(ids) > s.max_candidates:
-            return reject_all(VerdictCode.NO_GO_TOO_MANY_CANDIDATES,
-                              f"{len(ids)} candidates, more than max_candidates {s.max_candidates}")
+            return reject_request(VerdictCode.NO_GO_TOO_MANY_CANDIDATES,
+                                  f"{len(ids)} candidates, more than max_candidates {s.max_candidates}")
         frame = criteria_msg.header.frame_id
         if frame not in ("", s.frame_id):
             return reject_all(VerdictCode.NO_GO_INVALID_REQUEST,
@@ -508,7 +545,7 @@ class WorldIrpNode(LifecycleNode):
                 problem = None if model is not None else (
                     VerdictCode.NO_GO_UNKNOWN_OBJECT,
                     f"object {action.object_id!r} is not in scene_objects "
-                    f"(known: {', '.join(sorted(scene_objects)) or 'none'})")
+                    f"(known: {known_ids(scene_objects)})")
             else:
                 model, problem = self._state_problem(action.object_id, now, s.state_timeout_s)
             if problem is not None:
@@ -572,18 +609,19 @@ class WorldIrpNode(LifecycleNode):
         finally:
             self._gate.release()
         answer.backend, answer.device = outcome.backend, outcome.device
-        total_ms = (time.perf_counter() - receipt) * 1e3
-        if total_ms > s.deadline_ms and any(v.code != VerdictCode.NO_GO_DEADLINE for v in outcome.verdicts):
-            return fail(VerdictCode.NO_GO_DEADLINE,
-                        f"verdicts ready {total_ms:.1f} ms after receipt, over the {s.deadline_ms:g} ms deadline")
         for v in outcome.verdicts:
             if v.code in PROBLEM_CODES:
                 answer.problems.append((v.code, v.reasons[0] if v.reasons else v.code.name))
                 break
         return outcome.verdicts, outcome.trajectories
 
-    def _finish(self, answer: Answer, receipt: float) -> None:
-        """Log problems once, count the request, publish verdicts, trajectories and markers."""
+    def _finish(self, answer: Answer, receipt: float, respond: bool) -> None:
+        """Pack the answer, hold it to the deadline, log problems once, count the request, publish
+        verdicts, trajectories and markers. ``respond``: a service response will carry the
+        trajectories (else they are packed only for subscribers)."""
+        if respond or (self._active and self._traj_pub.get_subscription_count() > 0):
+            self._trajectory_msgs(answer)
+        self._hold_to_deadline(answer, receipt)
         latency_ms = (time.perf_counter() - receipt) * 1e3
         answer.latency_ms = latency_ms
         for code, reason in answer.problems:
@@ -593,6 +631,22 @@ class WorldIrpNode(LifecycleNode):
             self._publish(answer, latency_ms)
         except Exception as err:  # e.g. during shutdown; the answer itself still goes out
             self.get_logger().error(f"request {answer.request_id}: publishing failed: {type(err).__name__}: {err}")
+
+    def _hold_to_deadline(self, answer: Answer, receipt: float) -> None:
+        """Replace every judged outcome by NO_GO_DEADLINE when the answer, packed, is later than
+        ``deadline_ms``: packing large requests takes as long as rehearsing them. Verdicts that
+        report a problem of the request itself keep their code."""
+        s = self._settings
+        total_ms = (time.perf_counter() - receipt) * 1e3
+        judged = [i for i, v in enumerate(answer.verdicts) if v.code not in PROBLEM_CODES]
+        if total_ms <= s.deadline_ms or not judged:
+            return
+        reason = f"answer ready {total_ms:.1f} ms after receipt, over the {s.deadline_ms:g} ms deadline"
+        for i in judged:
+            answer.verdicts[i] = no_go(answer.verdicts[i].action_id, VerdictCode.NO_GO_DEADLINE, reason)
+        answer.best_index = -1
+        answer.verdict_msgs = None
+        answer.problems.append((VerdictCode.NO_GO_DEADLINE, reason))
 
     def _publish(self, answer: Answer, latency_ms: float) -> None:
         # Converting a message costs time whether or not anyone listens (about 0.1 ms per
@@ -660,7 +714,7 @@ class WorldIrpNode(LifecycleNode):
         override = (request.scene_objects, request.scene_environment) if request.use_scene_override else None
         answer = self._safe_rehearse(request.candidates, request.criteria, request.num_samples, override,
                                      request_id, receipt, stamp)
-        self._finish(answer, receipt)
+        self._finish(answer, receipt, respond=True)
         response.verdicts = self._verdict_msgs(answer)
         response.trajectories = self._trajectory_msgs(answer)
         response.best_index = int(answer.best_index)
@@ -680,7 +734,7 @@ class WorldIrpNode(LifecycleNode):
         if not criteria.header.frame_id and msg.header.frame_id:
             criteria.header.frame_id = msg.header.frame_id
         answer = self._safe_rehearse(msg.candidates, criteria, msg.num_samples, None, request_id, receipt, stamp)
-        self._finish(answer, receipt)
+        self._finish(answer, receipt, respond=False)
 
     # ------------------------------------------------------------------ plan action
     def _execute_plan(self, goal_handle):

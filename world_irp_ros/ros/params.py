@@ -64,7 +64,7 @@ SPECS: tuple[Spec, ...] = (
          "something is uncertain (1 when nothing is).", 1, 4096),
     Spec("state_timeout_s", 0.5, "A perceived object state older than this (s, node clock) gives "
          "NO_GO_STALE_STATE.", 0.001, 3600.0),
-    Spec("deadline_ms", 100.0, "Time from receipt of a request to its verdicts (ms); later "
+    Spec("deadline_ms", 100.0, "Time from receipt of a request to its packed answer (ms); later "
          "verdicts are replaced by NO_GO_DEADLINE.", 0.001, 600000.0),
     Spec("max_candidates", 1024, "Largest number of candidates per request; more give "
          "NO_GO_TOO_MANY_CANDIDATES.", 1, VERDICT_QUEUE_DEPTH),
@@ -81,7 +81,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("visualize", False, "Publish ~/markers (visualization_msgs/MarkerArray) for every "
          "rehearsal."),
     Spec("frame_id", "world", "World frame: object states and criteria must be in it (or leave "
-         "frame_id empty); there is no tf2 lookup."),
+         "frame_id empty); there is no tf2 lookup. Takes effect at configure (the kept states "
+         "are in the old frame until cleanup drops them).", needs_reconfigure=True),
     Spec("plan_population", 64, "Candidates per refinement step of ~/plan when the goal says 0.",
          2, 4096),
     Spec("plan_max_iterations", 20, "Refinement budget of ~/plan when the goal says 0.", 1, 1000),

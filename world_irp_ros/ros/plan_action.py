@@ -4,7 +4,9 @@ The goal names an object from the perceived states (checked like a rehearsal: un
 stale gives a NO-GO result), the criteria and the actuator limits. ``WorldIRP.iterate`` runs the
 cross-entropy refinement one step at a time; after every step a feedback message goes out
 (energy of the step's best, best energy so far, the best action, its probabilities, whether it
-is GO), and the goal is checked for cancellation and the node for deactivation.
+is GO), and the goal is checked for cancellation and the node for deactivation. The result is
+GO only for a plan that finished with a GO while the object's state is still fresh
+(``final_verdict``); population x samples is held to ``max_rollouts`` like a request.
 
 Every rehearsal of the planner goes through the node's ``Gate`` with low priority (see
 ``node.py``): a request waiting for the rehearser is served before the next refinement step, so
@@ -14,12 +16,13 @@ answered at once with ``NO_GO_BUSY``.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from world_irp_ros import msg as irp_msg
 from world_irp_ros.action import PlanAction
 
-from ..errors import ValidationError, VerdictCode
+from ..errors import PROBLEM_CODES, ValidationError, VerdictCode
 from ..irp import WorldIRP
 from ..planning import ActuatorLimits, ThrowProblem
 from ..scene import Scene
@@ -98,6 +101,22 @@ def _result(node: "WorldIrpNode", verdict: Verdict, halt_reason: str, request_id
     return result
 
 
+def final_verdict(verdict: Verdict, halt_reason: str, state_problem: tuple[VerdictCode, str] | None) -> Verdict:
+    """The verdict a plan ends with: its best candidate's (chosen when GO), unless the plan was
+    canceled, the node deactivated, or the object's state went stale while planning
+    (``state_problem``: the node's check at the end); then a NO-GO with that code that keeps the
+    prediction. A plan that did not finish never sends a GO to ``~/verdict``."""
+    if halt_reason == "canceled":
+        state_problem = (VerdictCode.NO_GO_CANCELED, "the plan was canceled before it finished")
+    elif halt_reason == "node deactivated":
+        state_problem = (VerdictCode.NO_GO_NOT_ACTIVE, "the node was deactivated while planning")
+    elif state_problem is not None:
+        state_problem = (state_problem[0], f"{state_problem[1]} at the end of planning")
+    if state_problem is None:
+        return replace(verdict, chosen=verdict.go)
+    return replace(verdict, code=state_problem[0], reasons=[state_problem[1], *verdict.reasons], chosen=False)
+
+
 def run_plan(node: "WorldIrpNode", goal_handle) -> PlanAction.Result:
     """Execute one ``~/plan`` goal (the action server's execute callback)."""
     receipt = time.perf_counter()
@@ -151,6 +170,11 @@ def _run_locked(node, goal_handle, goal, request_id, receipt, refuse) -> PlanAct
             samples=int(goal.num_samples) or s.num_samples, request_id=request_id)
     except ValidationError as err:
         return refuse(VerdictCode.NO_GO_INVALID_REQUEST, f"{err}")
+    rollouts = problem.population * problem.samples_per_candidate
+    if rollouts > s.max_rollouts:
+        return refuse(VerdictCode.NO_GO_TOO_MANY_CANDIDATES,
+                      f"population {problem.population} x {problem.samples_per_candidate} samples = {rollouts} "
+                      f"rollouts per iteration, more than max_rollouts {s.max_rollouts}")
 
     rehearser = _GatedRehearser(node, goal_handle, request_id)
     irp = _NodeIRP({"max_iterations": max_iterations, "halt_eps": s.plan_halt_eps, "backend": s.backend,
@@ -185,8 +209,8 @@ def _run_locked(node, goal_handle, goal, request_id, receipt, refuse) -> PlanAct
     last = history[-1]
     best = last.x.best
     halt_reason = halt_reason or irp.get_halt_reason(history)
-    verdict = best.verdict
-    verdict.chosen = bool(verdict.go)
+    _, state_problem = node._state_problem(model.id, node.get_clock().now(), s.state_timeout_s)
+    verdict = final_verdict(best.verdict, halt_reason, state_problem)
     latency_ms = (time.perf_counter() - receipt) * 1e3
     result = _result(node, verdict, halt_reason, request_id, candidate=best, iterations=last.step_idx,
                      energy=float(best.energy), object_id=model.id, gravity_z=environment.gravity_mps2[2],
@@ -200,7 +224,7 @@ def _run_locked(node, goal_handle, goal, request_id, receipt, refuse) -> PlanAct
         node._traj_pub.publish(out)
     if halt_reason == "canceled":
         goal_handle.canceled()
-    elif halt_reason == "node deactivated" or halt_reason == "backend_error":
+    elif halt_reason == "backend_error" or verdict.code in PROBLEM_CODES:
         goal_handle.abort()
     else:
         goal_handle.succeed()
