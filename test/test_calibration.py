@@ -2,6 +2,8 @@
 rolling resistance from pushes."""
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -9,9 +11,10 @@ import pytest
 
 from world_irp_ros.backends import create_backend
 from world_irp_ros.calibration import (CalibrationResult, CalibrationStore, ObservedTrack, bounce_restitution,
-                                       calibrate, compare, fit_flight, motion_onset)
+                                       calibrate, compare, contact_surfaces, fit_flight, motion_onset)
 from world_irp_ros.rehearsal import Rehearser
-from world_irp_ros.scene import CandidateAction, Environment, ObjectModel, RehearsalRequest, Scene, Criteria
+from world_irp_ros.scene import (CandidateAction, Criteria, Environment, ObjectModel, Obstacle, RehearsalRequest,
+                                 Scene)
 from world_irp_ros.simulation import SimWorld
 
 
@@ -61,7 +64,38 @@ def test_bounce_restitution_from_a_vacuum_drop():
     t = np.arange(0.0, t_hit + 2 * v_out / g, 1.0 / 120.0)
     z = np.where(t < t_hit, h0 - 0.5 * g * t ** 2, r + v_out * (t - t_hit) - 0.5 * g * (t - t_hit) ** 2)
     track = ObservedTrack(t, np.stack([np.zeros_like(t), np.zeros_like(t), np.maximum(z, r)], axis=1))
-    assert bounce_restitution(track, floor_z_m=r) == pytest.approx(e, abs=0.03)
+    ratio, lowest = bounce_restitution(track, floor_z_m=r)
+    assert ratio == pytest.approx(e, abs=0.03) and t[lowest] == pytest.approx(t_hit, abs=1.0 / 60.0)
+
+
+TABLE = Obstacle("table", (0.5, -0.5, 0.0), (1.5, 0.5, 0.75), restitution=0.5)
+
+
+def test_a_bounce_on_the_table_is_measured_on_the_table(backend):
+    """A stone dropped onto a table lands 0.75 m above the floor: the landing, the flight that
+    ends there and the rebound are measured against the table top (whose factor 0.5 scales the
+    rebound), not extrapolated to the floor."""
+    stone = ObjectModel("pumice", "sphere", (0.04, 0.0, 0.0), 0.08, restitution=0.6, position_m=(1.0, 0.0, 2.0))
+    scene = Scene(Environment(air_density_kgpm3=0.0, obstacles=(TABLE,)), {"pumice": stone})
+    drop = CandidateAction("d", "drop", "pumice", (1.0, 0.0, 2.0))
+    traj = Rehearser(backend, sample_dt_s=1.0 / 120.0).rehearse(
+        RehearsalRequest(scene, (drop,), Criteria(horizon_s=1.2))).trajectories[0]
+    observed = ObservedTrack(traj.t_s, traj.positions_m)
+    floor, factor = contact_surfaces(scene, stone, observed.positions_m)
+    assert floor[0] == pytest.approx(0.79) and factor[0] == 0.5
+    cmp = compare(traj, observed, floor)
+    assert cmp.landing_error_m < 0.003 and abs(cmp.landing_time_error_s) < 2e-3
+    result = calibrate(backend, scene, drop, observed)
+    assert result.value("restitution") == pytest.approx(0.6, abs=0.03)
+
+
+def test_a_track_that_does_not_show_the_drag_leaves_it_unknown(backend):
+    """An object that never moved says nothing about its drag: the fit must report an infinite
+    (not a zero) uncertainty, so that the node rejects it."""
+    still = ObservedTrack(np.arange(8) / 30.0 + 1.0 / 30.0, np.tile([0.0, 0.0, 1.2], (8, 1)))
+    vacuum = Scene(Environment(air_density_kgpm3=0.0), _scene(0.47).objects)
+    result = fit_flight(backend, vacuum, THROW, still)
+    assert result.std_after[0] == np.inf
 
 
 def test_store_applies_saves_and_loads(tmp_path):
@@ -78,6 +112,14 @@ def test_store_applies_saves_and_loads(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ValueError):
         CalibrationStore.load(path)
+    # Values the object model refuses, unknown names and bad spreads name the object and field.
+    for entry, message in (({"mass": {"value": 0.0, "std": 0.01}}, "pumice.mass: must be > 0"),
+                           ({"restitution": {"value": 5.0, "std": 0.0}}, "pumice.restitution: must lie in [0, 1]"),
+                           ({"colour": {"value": 1.0, "std": 0.0}}, "pumice.colour: unknown parameter"),
+                           ({"drag_coefficient": {"value": 0.5, "std": -1.0}}, "pumice.drag_coefficient: std")):
+        path.write_text(json.dumps({"pumice": entry}))
+        with pytest.raises(ValueError, match=re.escape(message)):
+            CalibrationStore.load(path)
 
 
 PUSH = CandidateAction("p", "push", "ball", impulse_ns=(0.12, 0.05, 0.0))

@@ -13,6 +13,7 @@ disagree about the physics.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from .backends import Backend
 from .backends.base import RolloutBatch
+from .errors import ValidationError
 from .rehearsal import Trajectory, build_batch
 from .scene import CandidateAction, Criteria, ObjectModel, RehearsalRequest, Scene
 
@@ -95,18 +97,40 @@ def _bounces(z: np.ndarray) -> np.ndarray:
     return np.nonzero(low)[0] + 2
 
 
-def first_contact(t_s: np.ndarray, positions_m: np.ndarray, floor_z_m: float) -> tuple[float, np.ndarray]:
-    """Time and point where a sampled track first reaches ``floor_z_m`` (object centre height);
-    (nan, nan) when it never does. A bounce usually falls between samples, so the first sample
-    near the floor or the first low turning point ends the descent, and a parabola through the
-    last descending samples is extended to the floor."""
+def contact_surfaces(scene: Scene, obj: ObjectModel, positions_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample of a track (T, 3): the centre height at which the object would touch the surface
+    beneath it, and that surface's restitution factor. The surface is the highest obstacle top
+    whose footprint (grown by the object's half extents) holds the sample and that lies below it
+    (2 cm of slack for a sample just past the contact), else the ground."""
+    env = scene.environment
+    half = obj.half_extents_m()
+    x, y, z = positions_m[:, 0], positions_m[:, 1], positions_m[:, 2]
+    height = np.full(z.shape, env.ground_height_m + half[2])
+    factor = np.full(z.shape, env.ground_restitution)
+    for ob in env.obstacles:
+        top = ob.max_m[2] + half[2]
+        over = ((x > ob.min_m[0] - half[0]) & (x < ob.max_m[0] + half[0]) & (y > ob.min_m[1] - half[1])
+                & (y < ob.max_m[1] + half[1]) & (z >= top - 0.02) & (top > height))
+        height = np.where(over, top, height)
+        factor = np.where(over, ob.restitution, factor)
+    return height, factor
+
+
+def first_contact(t_s: np.ndarray, positions_m: np.ndarray, floor_z_m: float | np.ndarray) -> tuple[float, np.ndarray]:
+    """Time and point where a sampled track first reaches ``floor_z_m`` (object centre height; one
+    number, or one per sample: ``contact_surfaces``); (nan, nan) when it never does. A bounce
+    usually falls between samples, so the first sample near the floor or the first low turning
+    point ends the descent, and a parabola through the last descending samples is extended to the
+    floor."""
     z = positions_m[:, 2]
-    near = np.nonzero(z <= floor_z_m + 0.01)[0]
+    floors = np.broadcast_to(np.asarray(floor_z_m, dtype=np.float64), z.shape)
+    near = np.nonzero(z <= floors + 0.01)[0]
     turns = _bounces(z)
     ends = [x[0] for x in (near, turns) if x.size]
     if not ends or min(ends) == 0:
         return float("nan"), np.full(3, np.nan)
     i = min(ends)
+    floor_z_m = float(floors[i])  # the surface hit
     dt = np.diff(t_s)
     if dt[i - 1] > MAX_GAP_FACTOR * np.median(dt):
         return float("nan"), np.full(3, np.nan)  # the landing fell into a gap of the track
@@ -128,10 +152,11 @@ def first_contact(t_s: np.ndarray, positions_m: np.ndarray, floor_z_m: float) ->
     return float(tc), np.array([xy[0], xy[1], floor_z_m])
 
 
-def compare(predicted: Trajectory, observed: ObservedTrack, floor_z_m: float) -> TrackComparison:
+def compare(predicted: Trajectory, observed: ObservedTrack, floor_z_m: float | np.ndarray) -> TrackComparison:
     """Compare a nominal prediction with an observed track on the observed sample times.
 
-    ``floor_z_m`` is the centre height at first ground contact (ground height + half height).
+    ``floor_z_m`` is the centre height at contact with the surface beneath the observed samples
+    (``contact_surfaces``; one number: the ground everywhere).
     """
     t = observed.t_s[observed.t_s <= predicted.t_s[-1]]
     pred = np.stack([np.interp(t, predicted.t_s, predicted.positions_m[:, i]) for i in range(3)], axis=1)
@@ -139,7 +164,7 @@ def compare(predicted: Trajectory, observed: ObservedTrack, floor_z_m: float) ->
     rms = float(np.sqrt(np.mean(np.sum((pred - obs) ** 2, axis=1))))
     contact = next((e for e in predicted.events if e.kind in ("ground", "obstacle")), None)
     tp, lp = ((contact.time_s, np.array(contact.position_m)) if contact is not None
-              else first_contact(predicted.t_s, predicted.positions_m, floor_z_m))
+              else first_contact(predicted.t_s, predicted.positions_m, np.min(floor_z_m)))
     to, lo = first_contact(observed.t_s, observed.positions_m, floor_z_m)
     return TrackComparison(t, pred, obs, rms, lp, lo, float(np.linalg.norm(lp - lo)), to - tp)
 
@@ -162,7 +187,7 @@ def _gauss_newton(positions_of, theta: np.ndarray, steps: np.ndarray, obs: np.nd
     ``positions_of(cols)`` rolls out one parameter vector per column of ``cols`` (P, P + 1) in one
     batch and returns the positions (T, 3, P + 1): the nominal and its forward-difference
     perturbations by ``steps``. Each update is clipped to ``max_step``. Returns the parameters,
-    their covariance (from the final residual, at least the perception noise floor) and the RMS
+    their variances (from the final residual, at least the perception noise floor) and the RMS
     position error (m) before and after."""
     n_p = theta.shape[0]
 
@@ -191,12 +216,24 @@ def _gauss_newton(positions_of, theta: np.ndarray, steps: np.ndarray, obs: np.nd
             damping *= 10.0
     rms_after = _rms(r)
     sigma = max(rms_after / np.sqrt(3.0), POSITION_NOISE_FLOOR_M)
-    return theta, np.linalg.pinv(jac.T @ jac) * sigma ** 2, rms_before, rms_after
+    return theta, _variances(jac) * sigma ** 2, rms_before, rms_after
 
 
-def _log_fit_std(value: float, cov: np.ndarray, i: int) -> float:
-    """1-sigma of ``value`` fitted as a log-scale, parameter ``i`` of ``cov``."""
-    return value * float(np.sqrt(max(cov[i, i], 0.0)))
+def _variances(jac: np.ndarray) -> np.ndarray:
+    """(P,) diagonal of (J^T J)^-1: infinite for a parameter with a share in a direction the
+    track does not determine (a singular value below 1e-8 of the largest), e.g. the drag of an
+    object that never moved. A pseudo-inverse would report 0 there: a confident, arbitrary value."""
+    _, sv, vt = np.linalg.svd(jac, full_matrices=False)
+    determined = sv > 1e-8 * max(float(sv.max(initial=0.0)), 1e-300)
+    weight = vt ** 2                                             # (direction, parameter)
+    per_direction = np.where(determined[:, None], weight / np.where(determined, sv, 1.0)[:, None] ** 2,
+                             np.where(weight > 1e-12, np.inf, 0.0))
+    return per_direction.sum(axis=0)
+
+
+def _log_fit_std(value: float, var: np.ndarray, i: int) -> float:
+    """1-sigma of ``value`` fitted as a log-scale, parameter ``i`` of the variances ``var``."""
+    return value * float(np.sqrt(max(var[i], 0.0)))
 
 
 def _base_batch(scene: Scene, action: CandidateAction, t: np.ndarray) -> RolloutBatch:
@@ -210,7 +247,7 @@ def fit_flight(backend: Backend, scene: Scene, action: CandidateAction, observed
     """Refit release position, release velocity and the drag factor to the flight part of an
     observed track (before its first contact) by Gauss-Newton; report the drag coefficient."""
     obj = scene.object(action.object_id)
-    floor = scene.environment.ground_height_m + obj.half_extents_m()[2]
+    floor, _ = contact_surfaces(scene, obj, observed.positions_m)
     t_land, _ = first_contact(observed.t_s, observed.positions_m, floor)
     keep = observed.t_s < (t_land if np.isfinite(t_land) else np.inf)
     t, obs = observed.t_s[keep], observed.positions_m[keep]
@@ -232,12 +269,12 @@ def fit_flight(backend: Backend, scene: Scene, action: CandidateAction, observed
         return backend.rollout(batch).positions_m
 
     # k changes by at most a factor e per iteration
-    theta, cov, rms_before, rms_after = _gauss_newton(
+    theta, var, rms_before, rms_after = _gauss_newton(
         positions_of, theta, np.array([1e-4] * 6 + [1e-3]), obs, iterations, np.array([np.inf] * 6 + [1.0]))
     k = float(np.exp(theta[6]))
     cd_before = obj.drag_coefficient
     cd_after = cd_before * k / k0 if k0 > 0 else cd_before
-    return CalibrationResult(["drag_coefficient"], [cd_before], [cd_after], [_log_fit_std(cd_after, cov, 6)],
+    return CalibrationResult(["drag_coefficient"], [cd_before], [cd_after], [_log_fit_std(cd_after, var, 6)],
                              rms_before, rms_after)
 
 
@@ -296,26 +333,28 @@ def fit_push(backend: Backend, scene: Scene, action: CandidateAction, observed: 
         batch.release_time_s = np.maximum(cols[2], 0.0)
         return backend.rollout(batch).positions_m
 
-    theta, cov, rms_before, rms_after = _gauss_newton(
+    theta, var, rms_before, rms_after = _gauss_newton(
         positions_of, np.array([0.0, 0.0, t_on]), np.array([1e-3, 1e-3, 1e-3]), obs, iterations,
         np.array([0.5, 1.0, 0.02]))
     mass = obj.mass_kg * float(np.exp(theta[0]))
     res = r0 * float(np.exp(theta[1]))
     return CalibrationResult(["mass", resistance], [obj.mass_kg, float(getattr(obj, resistance))], [mass, res],
-                             [_log_fit_std(mass, cov, 0), _log_fit_std(res, cov, 1)],
+                             [_log_fit_std(mass, var, 0), _log_fit_std(res, var, 1)],
                              rms_before, rms_after)
 
 
-def bounce_restitution(observed: ObservedTrack, floor_z_m: float) -> float | None:
-    """Restitution from the first bounce: parabolas fitted to the samples before and after the
-    lowest point near the floor give the vertical speeds where each meets ``floor_z_m`` (the
-    impact usually falls between samples). None when the track shows no clean bounce."""
+def bounce_restitution(observed: ObservedTrack, floor_z_m: float | np.ndarray) -> tuple[float, int] | None:
+    """The rebound ratio of the first bounce and the index of its lowest sample: parabolas fitted
+    to the samples before and after that point give the vertical speeds where each meets the
+    floor there (``floor_z_m``: one number, or one per sample; the impact usually falls between
+    samples). None when the track shows no clean bounce."""
     t, z = observed.t_s, observed.positions_m[:, 2]
     dz = np.diff(z)
     turns = _bounces(z)
     if turns.size == 0:
         return None
     i = turns[0]
+    floor_z_m = float(np.broadcast_to(np.asarray(floor_z_m, dtype=np.float64), z.shape)[i])
     before = np.arange(max(0, i - 12), i)
     later = np.nonzero(dz[i:] <= 0)[0]
     apex = i + (later[0] if later.size else dz.size - i)
@@ -332,7 +371,7 @@ def bounce_restitution(observed: ObservedTrack, floor_z_m: float) -> float | Non
     vout = np.polyval(np.polyder(ca), max(roots_a))
     if vin >= 0 or vout <= 0:
         return None
-    return float(np.clip(-vout / vin, 0.0, 1.0))
+    return float(np.clip(-vout / vin, 0.0, 1.0)), int(i)
 
 
 # One bounce is a single noisy ratio of two fitted speeds: its 1-sigma spread is taken as this.
@@ -347,11 +386,13 @@ def calibrate(backend: Backend, scene: Scene, action: CandidateAction, observed:
         return fit_push(backend, scene, action, observed)
     result = fit_flight(backend, scene, action, observed)
     obj = scene.object(action.object_id)
-    e = bounce_restitution(observed, scene.environment.ground_height_m + obj.half_extents_m()[2])
-    if e is not None:
+    floor, factor = contact_surfaces(scene, obj, observed.positions_m)
+    bounce = bounce_restitution(observed, floor)
+    # The rebound ratio is the object's restitution times the surface's factor (docs/physics.md).
+    if bounce is not None and factor[bounce[1]] > 0.0:
         result.names.append("restitution")
         result.before.append(obj.restitution)
-        result.after.append(e)
+        result.after.append(min(bounce[0] / float(factor[bounce[1]]), 1.0))
         result.std_after.append(BOUNCE_RESTITUTION_STD)
     return result
 
@@ -376,6 +417,11 @@ def calibrated_object(obj: ObjectModel, result: CalibrationResult) -> ObjectMode
         if name in result.names:
             changes[name] = max(result.value(name), 0.0)
     return replace(obj, uncertainty=unc, **changes)
+
+
+# Calibrated parameter names and the ObjectModel fields they set.
+MODEL_FIELDS = {"drag_coefficient": "drag_coefficient", "restitution": "restitution", "mass": "mass_kg",
+                "friction": "friction", "rolling_resistance": "rolling_resistance"}
 
 
 class CalibrationStore:
@@ -426,17 +472,26 @@ class CalibrationStore:
 
     @classmethod
     def load(cls, path) -> "CalibrationStore":
-        """Read a store written by ``save``; raises ``ValueError`` on a malformed file."""
+        """Read a store written by ``save``; raises ``ValueError`` naming the file, the object and
+        the parameter of the first thing wrong (an unknown name, a value the object model refuses,
+        a negative or non-finite std)."""
         store = cls()
         try:
             data = json.loads(Path(path).read_text())
             for oid, params in data.items():
                 names = sorted(params)
-                after = [float(params[n]["value"]) for n in names]
-                std = [float(params[n]["std"]) for n in names]
-                if not all(np.isfinite(after + std)):
-                    raise ValueError("non-finite value")
-                store.update(str(oid), CalibrationResult(names, list(after), after, std))
-        except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: not a calibration file ({err})") from err
+                values = [float(params[n]["value"]) for n in names]
+                stds = [float(params[n]["std"]) for n in names]
+                for name, value, std in zip(names, values, stds):
+                    if name not in MODEL_FIELDS:
+                        raise ValueError(f"{oid}.{name}: unknown parameter (known: {', '.join(MODEL_FIELDS)})")
+                    try:  # the object model's own checks (mass > 0, restitution in [0, 1], ...)
+                        ObjectModel("check", "sphere", (0.03, 0.0, 0.0), **{"mass_kg": 1.0, MODEL_FIELDS[name]: value})
+                    except ValidationError as err:
+                        raise ValueError(f"{oid}.{name}: {err.reason}") from None
+                    if not 0.0 <= std < math.inf:
+                        raise ValueError(f"{oid}.{name}: std must be finite and >= 0, got {std}")
+                store.update(str(oid), CalibrationResult(names, list(values), values, stds))
+        except (OSError, KeyError, TypeError, AttributeError, ValueError) as err:
+            raise ValueError(f"calibration file {path}: {err}") from err
         return store

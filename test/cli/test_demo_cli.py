@@ -69,3 +69,18 @@ def test_demo_prints_a_readable_summary(demo):
     assert "chosen throw:" in text and "IRP plan: GO" in text
     assert str(out / "stone_throw.png") in text
     assert "Traceback" not in proc.stderr
+
+
+def test_an_unusable_output_folder_is_one_error_line_before_any_work(tmp_path, child_env):
+    """A file where the folder should be, or a folder where an output file should be: one line
+    naming the path and exit 1, before the scene is rehearsed (no stack trace)."""
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    taken = tmp_path / "taken"
+    (taken / "summary.json").mkdir(parents=True)
+    for out, named in ((blocked, str(blocked)), (taken, str(taken / "summary.json"))):
+        proc = subprocess.run([*world_irp(), "demo", "--no-plan", "--out", str(out)], capture_output=True, text=True,
+                              cwd=REPO, env=dict(child_env), timeout=240)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith(f"{named}: ")
+        assert "rehearsed" not in proc.stdout

@@ -206,6 +206,7 @@ def test_usage_errors_exit_2(capsys):
     (["rehearse", "x.json", "--deadline-ms", "0"], "--deadline-ms: must be > 0, got 0"),
     (["rehearse", "x.json", "--deadline-ms", "nan"], "--deadline-ms: must be > 0, got nan"),
     (["plan", "x.json", "--max-iterations", "0"], "--max-iterations: must be >= 1, got 0"),
+    (["rehearse", "x.json", "--samples", "1" + "0" * 400], "--samples: must lie in [1, 4096], got 1000"),
 ])
 def test_bad_option_values_are_named(capsys, argv, message):
     assert main(argv) == 2

@@ -139,20 +139,26 @@ def test_energy_prefers_a_go_with_margin():
     far_miss = candidate_energy(v(VerdictCode.NO_GO_MISSES_TARGET, ps=0.0, miss=50.0, clearance=2.0), 0.15, w)
     hit_laptop = candidate_energy(v(VerdictCode.NO_GO_COLLISION, ps=1.0, pc=1.0, miss=0.0, clearance=0.0), 0.15, w)
     error = candidate_energy(v(VerdictCode.NO_GO_BACKEND_ERROR, ps=0.0, pc=1.0), 0.15, w)
+    risky_go = candidate_energy(v(ps=0.94, pc=0.125, miss=0.07, clearance=0.07), 0.15, w)
+    uncertain = candidate_energy(v(VerdictCode.NO_GO_UNCERTAIN, ps=0.81, miss=0.05, clearance=0.3), 0.15, w)
     assert 0.0 <= margin < 0.1
     assert marginal > margin + 0.5          # clearly worse
     assert margin < marginal < miss < far_miss < hit_laptop < error
+    # A GO the criteria allow some collision probability still beats a collision-free NO-GO.
+    assert risky_go < uncertain
     assert error == w.worst
 
 
 def test_energy_terms():
     w = EnergyWeights(success=1.0, collision=10.0, miss=0.25, miss_cap=20.0, clearance=1.0, clearance_margin_m=0.05)
     assert candidate_energy(v(ps=0.75, miss=0.1, clearance=0.025), 0.2, w) == pytest.approx(0.25 + 0.125 + 0.5)
+    # A NO-GO adds the span of the terms (1 + 10 + 0.25 x 20 + 1 = 17), so it never beats a GO.
+    assert w.span == 17.0
     assert candidate_energy(v(VerdictCode.NO_GO_COLLISION, pc=0.5, miss=0.0, clearance=0.0), 0.2, w) == \
-        pytest.approx(5.0 + 1.0)
+        pytest.approx(17.0 + 5.0 + 1.0)
     # No landing: the miss term saturates; no target: no miss term at all.
     assert candidate_energy(v(VerdictCode.NO_GO_MISSES_TARGET, ps=0.0, miss=float("nan")), 0.2, w) == \
-        pytest.approx(1.0 + 0.25 * 20.0)
+        pytest.approx(17.0 + 1.0 + 0.25 * 20.0)
     assert candidate_energy(v(miss=float("nan")), None, w) == 0.0
 
 

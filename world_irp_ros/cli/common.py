@@ -7,7 +7,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from ..backends import REGISTRY, Backend, create_backend
 from ..errors import VerdictCode, WorldIrpError
@@ -36,7 +36,8 @@ def bounded(kind: type, low: float, high: float | None = None, strict: bool = Fa
             raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'}, "
                                              f"got {text!r}") from None
         too_low = x <= low if strict else x < low
-        if not math.isfinite(x) or too_low or (high is not None and x > high):
+        finite = kind is int or math.isfinite(x)  # (an int of 400 digits overflows isfinite)
+        if not finite or too_low or (high is not None and x > high):
             bound = f"lie in [{low}, {high}]" if high is not None else f"be {'>' if strict else '>='} {low}"
             raise argparse.ArgumentTypeError(f"must {bound}, got {text}")
         return x
@@ -80,6 +81,22 @@ def load_input(path: str, parse: Callable[[Any], T]) -> T:
     # A parser gap must still name the file, not crash (and the other files are still answered).
     except (TypeError, ValueError, KeyError, ArithmeticError, RecursionError) as err:
         raise InputError(path, "", f"invalid: {type(err).__name__}: {err}") from None
+
+
+def output_folder(path: str | Path, files: Sequence[str]) -> Path:
+    """``path`` as a folder (created if missing) where ``files`` can be written, checked before any
+    work is done; else ``InputError`` naming it."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(str(folder), "", f"cannot create the output folder: {err.strerror or err}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(str(folder), "", "the output folder is not writable")
+    for name in files:
+        if (folder / name).is_dir():
+            raise InputError(str(folder / name), "", "is a folder, so the output file cannot be written")
+    return folder
 
 
 def open_backend(name: str, device: str, warmup: bool = True) -> Backend:

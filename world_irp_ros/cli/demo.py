@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 
 from ..errors import VerdictCode
 from ..irp import WorldIRP
@@ -18,8 +17,8 @@ from ..planning import parse_plan
 from ..plotting import plot_rehearsal, verdict_counts
 from ..rehearsal import Rehearser
 from ..scene import parse_request
-from .common import (BACKEND_CHOICES, DEVICE_CHOICES, EXIT_BAD_INPUT, EXIT_OK, emit, error, find_config, finite,
-                     load_input, open_backend)
+from .common import (BACKEND_CHOICES, DEVICE_CHOICES, EXIT_BAD_INPUT, EXIT_OK, InputError, emit, error, find_config,
+                     finite, load_input, open_backend, output_folder)
 from .plan import plan_problem
 
 SCENE = "scenes/stone_throw.json"
@@ -45,6 +44,9 @@ def _fmt(p) -> str:
     return "(" + ", ".join(f"{x:.2f}" for x in p) + ")"
 
 
+OUTPUTS = ("stone_throw.png", "summary.json")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         scene_path = args.scene or str(find_config(SCENE))
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         error(f"world-irp demo: {err}")
         return EXIT_BAD_INPUT
+    out = output_folder(args.out, OUTPUTS)  # InputError (main() reports it) before any work
     request = load_input(scene_path, parse_request)  # InputError, BackendUnavailable: main() reports them
     problem = load_input(plan_path, parse_plan) if plan_path else None
     backend = open_backend(args.backend, args.device)
@@ -90,10 +93,12 @@ def run(args: argparse.Namespace) -> int:
         if plan_report["trajectory"] is not None:
             planned = plan_report["trajectory"]["positions"]
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    png = plot_rehearsal(request, outcome, out / "stone_throw.png", planned=planned,
-                         title=f"stone throw: {n_go} GO of {len(outcome.verdicts)} candidates")
+    png_path, summary_path = (out / name for name in OUTPUTS)
+    try:
+        png = plot_rehearsal(request, outcome, png_path, planned=planned,
+                             title=f"stone throw: {n_go} GO of {len(outcome.verdicts)} candidates")
+    except OSError as err:
+        raise InputError(str(png_path), "", f"cannot write: {err.strerror or err}") from None
     summary = {
         "scene": str(scene_path), "plan_file": plan_path, "backend": outcome.backend, "device": outcome.device,
         "latency_ms": outcome.latency_ms, "samples": outcome.samples, "candidates": len(outcome.verdicts),
@@ -108,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
             "best")},
         "plot": png.name,
     }
-    summary_path = out / "summary.json"
-    summary_path.write_text(json.dumps(finite(summary), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    try:
+        summary_path.write_text(json.dumps(finite(summary), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    except OSError as err:
+        raise InputError(str(summary_path), "", f"cannot write: {err.strerror or err}") from None
     emit(f"wrote {png} and {summary_path}")
     return EXIT_OK

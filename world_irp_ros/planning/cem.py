@@ -132,8 +132,9 @@ def velocity_to_params(velocity: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------ energy
 @dataclass(frozen=True)
 class EnergyWeights:
-    """Weights of ``candidate_energy``. With the defaults every collision-free candidate scores
-    below every certain collision, and a GO with margin scores well below a marginal GO."""
+    """Weights of ``candidate_energy``. Every GO scores below every NO-GO; with the defaults,
+    among NO-GOs every collision-free candidate scores below every certain collision, and a GO
+    with margin scores well below a marginal GO."""
 
     success: float = 1.0
     collision: float = 10.0
@@ -143,9 +144,15 @@ class EnergyWeights:
     clearance_margin_m: float = 0.05    # keep-out clearance below this is penalised
 
     @property
+    def span(self) -> float:
+        """The largest sum of the weighted terms: a judged NO-GO adds it to its own, so that no
+        NO-GO ever scores below a GO."""
+        return self.success + self.collision + self.miss * self.miss_cap + self.clearance
+
+    @property
     def worst(self) -> float:
         """The energy of a candidate that could not be judged (backend error, deadline)."""
-        return self.success + self.collision + self.miss * self.miss_cap + self.clearance
+        return 2.0 * self.span
 
 
 def candidate_energy(verdict: Verdict, target_radius_m: float | None,
@@ -153,16 +160,19 @@ def candidate_energy(verdict: Verdict, target_radius_m: float | None,
     """Energy of one judged candidate; lower is better, never negative.
 
     ``E = w_s (1 - P_success) + w_c P_collision + w_m min(miss / R, cap)
-    + w_k max(0, 1 - clearance / margin)``
+    + w_k max(0, 1 - clearance / margin)``, plus ``weights.span`` for a NO-GO
 
     where ``miss`` is the nominal horizontal distance of the judged point from the target centre,
     ``R`` the target radius (no target: no miss term; no landing: the cap) and ``clearance`` the
-    nominal smallest gap to any keep-out zone (no zones: no penalty). A verdict that was not
-    judged on a prediction (backend error, deadline, ...) gets ``weights.worst``.
+    nominal smallest gap to any keep-out zone (no zones: no penalty). The offset keeps every GO
+    ahead of every NO-GO (a GO the criteria allow some collision probability would otherwise lose
+    to a collision-free but uncertain NO-GO). A verdict that was not judged on a prediction
+    (backend error, deadline, ...) gets ``weights.worst``.
     """
     if verdict.code not in OUTCOME_CODES:
         return weights.worst
-    e = weights.success * (1.0 - float(verdict.success_probability))
+    e = 0.0 if verdict.go else weights.span
+    e += weights.success * (1.0 - float(verdict.success_probability))
     e += weights.collision * float(verdict.collision_probability)
     if target_radius_m is not None:
         miss = float(verdict.miss_distance_m)

@@ -16,19 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-
+from ..cli.common import InputError, bounded, find_config, output_folder
 
 # world_irp perceives what the simulator publishes.
 SIM_STATES = "/world_sim/object_states"
-
-
-def _share_config(name: str) -> str:
-    """Path of a file in config/, installed (share/world_irp_ros/config) or in the source tree."""
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        candidate = Path(prefix) / "share" / "world_irp_ros" / "config" / name
-        if candidate.is_file():
-            return str(candidate)
-    return str(Path(__file__).resolve().parents[2] / "config" / name)
 
 
 def start_process(executable: str, params: list[str], log_path: Path) -> subprocess.Popen:
@@ -56,10 +47,10 @@ def run(trials: int, out_dir: Path, timeout_s: float) -> dict:
     # Every demo starts from what perception reports: calibration is learnt anew.
     calibration_file = out_dir / "calibration.json"
     calibration_file.unlink(missing_ok=True)
-    demo_params = _share_config("sim_demo.yaml")
+    demo_params = str(find_config("sim_demo.yaml"))
     procs = [
         start_process("world_sim", ["--params-file", demo_params], out_dir / "world_sim.log"),
-        start_process("world_irp", ["--params-file", _share_config("world_irp.yaml"), "--params-file", demo_params,
+        start_process("world_irp", ["--params-file", str(find_config("world_irp.yaml")), "--params-file", demo_params,
                              "-p", f"calibration_file:={calibration_file}",
                              "-r", f"/world_irp/object_states:={SIM_STATES}"], out_dir / "world_irp.log"),
     ]
@@ -139,12 +130,17 @@ def report(summary: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """``world-irp closed-loop``: run the loop, print each trial, write summary JSON and PNG."""
     parser = argparse.ArgumentParser(prog="world-irp closed-loop", description=__doc__)
-    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--trials", type=bounded(int, 1), default=10)
     parser.add_argument("--out", type=Path, default=Path("out/closed_loop"))
-    parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    parser.add_argument("--timeout", type=bounded(float, 0.0, strict=True), default=600.0,
+                        help="give up after this many seconds")
     args = parser.parse_args(argv)
     try:
+        output_folder(args.out, ("summary.json", "closed_loop.png", "calibration.json"))
         summary = run(args.trials, args.out, args.timeout)
+    except InputError as err:
+        print(str(err), file=sys.stderr)
+        return 1
     except RuntimeError as err:
         print(f"closed loop failed: {err}", file=sys.stderr)
         return 1

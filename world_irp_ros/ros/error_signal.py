@@ -17,7 +17,8 @@ import numpy as np
 
 from world_irp_ros import msg as irp_msg
 
-from ..calibration import CalibrationResult, CalibrationStore, ObservedTrack, calibrate, compare
+from ..calibration import (CalibrationResult, CalibrationStore, ObservedTrack, calibrate, compare,
+                           contact_surfaces)
 from ..scene import CandidateAction, Criteria, Environment, ObjectModel, RehearsalRequest, Scene
 from . import conversions as conv
 from . import qos
@@ -32,6 +33,9 @@ RELEASE_MATCH_M = 0.3
 # fitted value is known to within this fraction of itself.
 MAX_FIT_RMS_M = 0.03
 MAX_RELATIVE_STD = 0.3
+# How far a release stamp may lie in the future (clock offsets between machines), and how long
+# after the horizon a watch waits for late states before it is compared with what it has (s).
+STAMP_SLACK_S = 1.0
 
 
 @dataclass
@@ -73,15 +77,29 @@ class ExecutionMonitor:
             self._node.get_logger().error(f"executed action {m.action.id!r} not followed: {err}")
             return
         release_s = m.header.stamp.sec + m.header.stamp.nanosec * 1e-9
+        age_s = self._now_s() - release_s
+        if release_s <= 0.0 or not -STAMP_SLACK_S <= age_s <= self._horizon_s:
+            # A track is matched to the action by its release time: a wrong stamp matches nothing.
+            self._node.get_logger().error(
+                f"executed action {action.id!r} not followed: its release stamp is {age_s:.3f} s from now "
+                f"(zero, or not within the last {self._horizon_s:g} s)")
+            return
         with self._lock:
+            replaced = self._watches.get(action.object_id)
             self._watches[action.object_id] = _Watch(action, model, release_s, prediction)
+        if replaced is not None:
+            self._node.get_logger().warning(f"executed action {replaced.action.id!r} of {action.object_id!r} "
+                                            f"not compared: {action.id!r} moved the object before it settled")
+
+    def _now_s(self) -> float:
+        return self._node.get_clock().now().nanoseconds * 1e-9
 
     def on_state(self, object_id: str, position_m, velocity_mps, stamp_s: float) -> None:
         """Feed one perceived state (called by the node for every kept state)."""
         with self._lock:
             watch = self._watches.get(object_id)
-            if watch is None or stamp_s < watch.release_s:
-                return
+            if watch is None or stamp_s < watch.release_s or (watch.t_s and stamp_s - watch.release_s <= watch.t_s[-1]):
+                return  # before the release, or a repeat of a stamp already recorded
             watch.t_s.append(stamp_s - watch.release_s)
             watch.positions_m.append(tuple(position_m))
             watch.speeds_mps.append(float(np.linalg.norm(velocity_mps)))
@@ -96,8 +114,11 @@ class ExecutionMonitor:
         return t[-1] > SETTLE_S and moving.size > 0 and t[-1] - t[moving[-1]] >= SETTLE_S
 
     def _check(self) -> None:
+        now_s = self._now_s()
         with self._lock:
-            done = [oid for oid, w in self._watches.items() if self._settled(w)]
+            # Settled, or past the horizon (plus slack for late states) whatever arrived.
+            done = [oid for oid, w in self._watches.items()
+                    if self._settled(w) or now_s - w.release_s > self._horizon_s + STAMP_SLACK_S]
             finished = [self._watches.pop(oid) for oid in done]
         for w in finished:
             try:
@@ -105,8 +126,37 @@ class ExecutionMonitor:
             except Exception as err:  # never let one comparison take the node down
                 self._node.get_logger().error(f"prediction error of {w.action.id!r}: {type(err).__name__}: {err}")
 
+    def _calibration(self, w: _Watch, scene: Scene, observed: ObservedTrack) -> tuple[CalibrationResult, str]:
+        """The refit of the watched object, applied (and saved) when it is trustworthy; else an
+        empty result and why not."""
+        try:
+            result = calibrate(self._node.rehearser().backend, scene, w.action, observed)
+        except Exception as err:  # a track the fit cannot use (too short, no motion, ...)
+            return CalibrationResult(), f"{type(err).__name__}: {err}"
+        # A fit that explains the track badly (a disturbed or truncated track), or that the track
+        # does not pin down (the drag of an object that hardly moved), teaches nothing.
+        if not result.rms_after_m <= MAX_FIT_RMS_M:
+            return CalibrationResult(), (f"the fit leaves {result.rms_after_m * 100:.1f} cm RMS, more than "
+                                         f"{MAX_FIT_RMS_M * 100:.0f} cm")
+        for name, value, std in zip(result.names, result.after, result.std_after):
+            if not std <= MAX_RELATIVE_STD * max(abs(value), 1e-9):
+                return CalibrationResult(), (f"{name} {value:.3g} is known only to ± {std:.3g}, more than "
+                                             f"{MAX_RELATIVE_STD:.0%} of it")
+        self.store.update(w.model.id, result)
+        if self.calibration_file:
+            try:
+                self.store.save(self.calibration_file)
+            except OSError as err:
+                self._node.get_logger().error(f"{w.action.id}: calibration applied but not saved to "
+                                              f"{self.calibration_file}: {err}")
+        return result, ""
+
     def _finish(self, w: _Watch) -> None:
-        t, p = np.array(w.t_s), np.array(w.positions_m)
+        if len(w.t_s) < 3:
+            self._node.get_logger().error(f"executed action {w.action.id!r} not compared: {len(w.t_s)} state(s) "
+                                          f"of {w.model.id!r} arrived within the {self._horizon_s:g} s horizon")
+            return
+        t, p = np.array(w.t_s), np.array(w.positions_m).reshape(-1, 3)
         # Samples stamped after the command but taken before the object left the hand's release
         # point (latency) show it where it was: the track starts where it is at the release point.
         start = w.action.release_position_m or w.model.position_m
@@ -115,20 +165,13 @@ class ExecutionMonitor:
             t, p = t[near[0]:], p[near[0]:]
         observed = ObservedTrack(t, p)
         env: Environment = self._node.environment()
-        floor = env.ground_height_m + float(w.model.half_extents_m()[2])
-        cmp = compare(w.prediction, observed, floor)
         scene = Scene(env, {w.model.id: w.model})
-        result = calibrate(self._node.rehearser().backend, scene, w.action, observed)
-        if result.rms_after_m > MAX_FIT_RMS_M or any(
-                s > MAX_RELATIVE_STD * max(abs(a), 1e-9) for a, s in zip(result.after, result.std_after)):
-            # A fit that explains the track badly (a disturbed or truncated track) teaches nothing.
-            self._node.get_logger().warning(
-                f"{w.action.id}: calibration rejected (fit RMS {result.rms_after_m * 100:.1f} cm)")
-            result = CalibrationResult()
-        else:
-            self.store.update(w.model.id, result)
-            if self.calibration_file:
-                self.store.save(self.calibration_file)
+        floor, _ = contact_surfaces(scene, w.model, observed.positions_m)
+        cmp = compare(w.prediction, observed, floor)
+        # The comparison is published whatever becomes of the calibration.
+        result, why = self._calibration(w, scene, observed)
+        if why:
+            self._node.get_logger().warning(f"{w.action.id}: calibration not applied: {why}")
         m = irp_msg.PredictionError()
         m.header.stamp = self._node.get_clock().now().to_msg()
         m.header.frame_id = self._node.frame_id()

@@ -258,6 +258,11 @@ class WorldIrpNode(LifecycleNode):
             self._obstacles = s.obstacles()
             self._calibration = (CalibrationStore.load(s.calibration_file)
                                  if s.calibration_file and Path(s.calibration_file).is_file() else CalibrationStore())
+        except ValueError as err:  # the obstacle parameters, or the calibration file (names the field)
+            self._problem = f"configure failed: {err}"
+            self.get_logger().error(self._problem)
+            return TransitionCallbackReturn.FAILURE
+        try:
             backend = create_backend(s.backend, s.device)
             backend.warmup()
             rehearser = Rehearser(backend, dt_s=s.dt_s)
@@ -407,8 +412,9 @@ class WorldIrpNode(LifecycleNode):
                 entries[o.id] = StateEntry(self._calibration.apply(conv.object_from_msg(o)), stamp)
                 self._monitor.on_state(o.id, conv.xyz(o.pose.position), conv.xyz(o.twist.linear),
                                        stamp.nanoseconds * 1e-9)
-            except ValidationError as err:
-                entries[o.id] = StateEntry(None, stamp, f"{err}")
+            except Exception as err:  # this object's state is unusable; the others in the message are not
+                entries[o.id] = StateEntry(None, stamp, str(err) if isinstance(err, ValidationError)
+                                           else f"{type(err).__name__}: {err}")
         with self._states_lock:
             self._states.update(entries)
             for e in entries.values():
