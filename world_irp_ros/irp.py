@@ -26,6 +26,7 @@ This module imports neither rclpy nor SAGE's heavy parts: SAGE's ``IRPPlugin`` i
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -129,6 +130,8 @@ class WorldIRP(IRPPlugin):
         x: PlannerState = state.x
         if noise_schedule is not None:
             factor = float(noise_schedule(state.step_idx + 1) if callable(noise_schedule) else noise_schedule)
+            if math.isnan(factor):
+                raise ValueError("noise_schedule gave NaN: it must give a number >= 0 (a factor on the std)")
             x = replace(x, dist=Gaussian(x.dist.mean, x.dist.std * max(factor, 0.0)))
         new_x = planner.step(x)
         return IRPState(x=new_x, step_idx=state.step_idx + 1, energy_val=None, meta=dict(state.meta))

@@ -16,7 +16,7 @@ import numpy as np
 from .backends import Backend
 from .backends.base import EVENT_GROUND, EVENT_KEEP_OUT, EVENT_NAMES, EVENT_OBSTACLE, RolloutBatch, RolloutResult
 from .errors import ValidationError, VerdictCode
-from .scene import RehearsalRequest
+from .scene import Environment, RehearsalRequest
 from .verdicts import Verdict, choose_best, judge, keep_out_margin_m, no_go, no_go_all
 
 DEFAULT_DT_S = 1.0 / 60.0
@@ -191,21 +191,14 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def impossible_releases(batch: RolloutBatch, candidates: int, obstacle_names: list[str]) -> list[tuple[int, str]]:
-    """Candidates whose nominal release puts the object's centre below the ground or inside an
-    obstacle, with the reason. The model moves a released object out of what it overlaps (an
+def impossible_releases(environment: Environment, release_m: np.ndarray) -> list[tuple[int, str]]:
+    """Candidates whose nominal release (3, C) puts the object's centre below the ground or inside
+    an obstacle, with the reason. The model moves a released object out of what it overlaps (an
     object perceived a few millimetres inside its table sits on it), but a centre inside is a pose
     that cannot be, not noise: such a candidate is NO_GO_INVALID_REQUEST."""
-    p = batch.position_m[:, :candidates]                                   # sample 0: nominal
-    problems = {int(c): f"release position {tuple(round(float(x), 4) for x in p[:, c])} puts the object's "
-                        f"centre below the ground (z = {batch.ground_height_m:g} m)"
-                for c in np.flatnonzero(p[2] < batch.ground_height_m)}
-    lo, hi = batch.obstacle_min_m, batch.obstacle_max_m                  # (3, K)
-    inside = np.all((p[:, None, :] > lo[:, :, None]) & (p[:, None, :] < hi[:, :, None]), axis=0)   # (K, C)
-    for k, c in zip(*np.nonzero(inside)):
-        problems.setdefault(int(c), f"release position {tuple(round(float(x), 4) for x in p[:, c])} puts the "
-                                    f"object's centre inside obstacle {obstacle_names[k]!r}")
-    return sorted(problems.items())
+    held = environment.solid_holding(release_m)
+    return [(int(c), f"release position {tuple(round(float(x), 4) for x in release_m[:, c])} puts the object's "
+                     f"centre {held[c]}") for c in np.flatnonzero(held != "")]
 
 
 class Rehearser:
@@ -269,7 +262,7 @@ class Rehearser:
         zone_names = [z.name for z in request.criteria.keep_out]
         verdicts = judge(ids, result, batch.half_extent_m[2], keep_out_margin_m(batch), request.criteria, s_count,
                          zone_names)
-        for c, reason in impossible_releases(batch, len(ids), [o.name for o in request.scene.environment.obstacles]):
+        for c, reason in impossible_releases(request.scene.environment, batch.position_m[:, :len(ids)]):
             verdicts[c] = no_go(ids[c], VerdictCode.NO_GO_INVALID_REQUEST, reason)
         for v in verdicts:
             v.reasons.extend(notes)

@@ -148,6 +148,17 @@ class Environment:
         object.__setattr__(self, "ground_friction", _non_negative("ground_friction", self.ground_friction))
         object.__setattr__(self, "obstacles", tuple(self.obstacles))
 
+    def solid_holding(self, points_m: np.ndarray) -> np.ndarray:
+        """For points (3, N): where each lies inside the static world ("below the ground",
+        "inside obstacle 'table'"), or "" where it is free. An object's centre there is no pose
+        an object can have (the model lifts mere overlaps out, see docs/physics.md)."""
+        p = np.asarray(points_m, dtype=np.float64).reshape(3, -1)
+        out = np.where(p[2] < self.ground_height_m, "below the ground", "").astype(object)
+        for ob in self.obstacles:
+            inside = np.all((p > np.array(ob.min_m)[:, None]) & (p < np.array(ob.max_m)[:, None]), axis=0)
+            out = np.where(inside & (out == ""), f"inside obstacle {ob.name!r}", out)
+        return out
+
 
 @dataclass(frozen=True)
 class Uncertainty:

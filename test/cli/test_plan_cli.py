@@ -93,8 +93,16 @@ def test_bad_plan_file_names_the_field(tmp_path, child_env):
     (tmp_path / "bad_plan.json").write_text(json.dumps(d))
     proc = run("plan", "bad_plan.json", env=child_env, cwd=tmp_path)
     assert proc.returncode == EXIT_BAD_INPUT
-    assert proc.stderr.strip() == "bad_plan.json: plan.limits.max_release_speed: must be > 0, got 0.0"
+    assert proc.stderr.strip() == "bad_plan.json: plan.limits.max_release_speed: must lie in (0, 100] m/s, got 0.0"
     assert proc.stdout == ""
+    # A hand under the floor is no actuator limit to plan within (not a failed plan, exit 4).
+    d = json.loads(PLAN_FILE.read_text())
+    d["plan"]["limits"]["release_position"] = [0.0, 0.0, -0.5]
+    (tmp_path / "bad_plan.json").write_text(json.dumps(d))
+    proc = run("plan", "bad_plan.json", env=child_env, cwd=tmp_path)
+    assert proc.returncode == EXIT_BAD_INPUT
+    assert proc.stderr.strip() == ("bad_plan.json: plan.limits.release_position: puts the object's centre "
+                                   "below the ground")
 
 
 def test_hopeless_plan_exits_no_go(tmp_path, child_env):

@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="analytic", choices=BACKEND_CHOICES, help="forward model (default: analytic)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where the model runs (default: auto)")
     p.add_argument("--max-iterations", type=bounded(int, 1), metavar="N",
-                   help="at most N refinement steps (default: the file's plan.max_iterations)")
+                   help="at most N refinement steps, and never more than the file's plan.max_iterations "
+                        "(default: that)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: best action, verdict, halt reason and per-step telemetry")
     p.set_defaults(func=run)

@@ -30,6 +30,9 @@ from ..scene import CandidateAction, Criteria, RehearsalRequest, Scene, finite_n
 from ..verdicts import Verdict
 
 PARAM_NAMES = ("speed_mps", "elevation_rad", "azimuth_rad")
+# Faster than any arm throws, and beyond it a light object's drag outruns the model's step
+# (RK4 at 1/60 s diverges once k |v| dt passes about 1.4): a plan would explore nonsense.
+MAX_RELEASE_SPEED_MPS = 100.0
 HALF_PI = math.pi / 2.0
 
 
@@ -39,8 +42,9 @@ class ActuatorLimits:
     """What the arm can do when it throws (mirrors ``msg/ActuatorLimits.msg``).
 
     ``release_position_m``: where the object leaves the hand. Speeds in m/s with
-    ``0 <= min_release_speed_mps < max_release_speed_mps``; elevation above the horizontal within
-    [-pi/2, pi/2]; azimuth about +z from +x, ``min <= max`` and at most one turn wide.
+    ``0 <= min_release_speed_mps < max_release_speed_mps <= MAX_RELEASE_SPEED_MPS``; elevation
+    above the horizontal within [-pi/2, pi/2]; azimuth about +z from +x, ``min <= max`` and at
+    most one turn wide.
     """
 
     release_position_m: tuple[float, float, float]
@@ -58,8 +62,8 @@ class ActuatorLimits:
         object.__setattr__(self, "release_position_m",
                            tuple(finite_number(f"release_position[{i}]", x) for i, x in enumerate(p)))
         vmax = finite_number("max_release_speed", self.max_release_speed_mps)
-        if vmax <= 0.0:
-            raise ValidationError(f"must be > 0, got {vmax}", "max_release_speed")
+        if not 0.0 < vmax <= MAX_RELEASE_SPEED_MPS:
+            raise ValidationError(f"must lie in (0, {MAX_RELEASE_SPEED_MPS:g}] m/s, got {vmax}", "max_release_speed")
         vmin = finite_number("min_release_speed", self.min_release_speed_mps)
         if vmin < 0.0:
             raise ValidationError(f"must be >= 0, got {vmin}", "min_release_speed")
@@ -316,6 +320,9 @@ class ThrowProblem:
 
     def __post_init__(self) -> None:
         self.scene.object(self.object_id, "plan.object_id")
+        [held] = self.scene.environment.solid_holding(np.array(self.limits.release_position_m))
+        if held:
+            raise ValidationError(f"puts the object's centre {held}", "plan.limits.release_position")
         for name, lo, hi in (("max_iterations", 1, 10000), ("samples", 1, 4096)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
