@@ -261,3 +261,31 @@ def test_impact_rules_on_plain_numbers():
     assert settle and vz == 0.0
     # Side face (outward normal -x): reflect with restitution when approaching only.
     assert reflect(2.0, -1.0, 0.5) == -1.0 and reflect(-2.0, -1.0, 0.5) == -2.0
+    # A sphere with backspin landing hard reverses (the contact point stops slipping) and then
+    # rolls back: its spin, measured along the new direction, equals its speed.
+    vx, _, _, w, _ = impact_up(0.643, 0.0, -3.8, -2.143, 0.025, 0.5, True)
+    assert vx < 0.0 and w == pytest.approx(-vx)
+
+
+def test_release_overlapping_a_box_on_the_floor_goes_out_sideways(analytic, make_batch):
+    """A flat object (half height 2.5 mm) perceived 6 mm into the side of a crate that stands on
+    the floor: the nearest face is the crate's bottom, but leaving through it would put the object
+    under the floor, and the floor lift back inside the crate; it leaves through the side."""
+    crate = [((0.0, -0.5, 0.0), (1.0, 0.5, 0.5))]
+    res = analytic.rollout(make_batch([-0.044, 0.0, 0.0025], half_extent=(0.05, 0.05, 0.0025), rolls=0.0,
+                                      obstacles=crate, horizon=0.5))
+    assert res.positions_m[0, :, 0] == pytest.approx([-0.05, 0.0, 0.0025])
+    # Pushed towards the crate it now meets its face instead of sliding through it.
+    res = analytic.rollout(make_batch([-0.044, 0.0, 0.0025], [2.0, 0.0, 0.0], half_extent=(0.05, 0.05, 0.0025),
+                                      rolls=0.0, friction=0.1, obstacles=crate, horizon=2.0))
+    assert res.final_position_m[0, 0] <= -0.05 + 1e-9 and EVENT_OBSTACLE in res.event_kind[:, 0]
+
+
+def test_a_step_longer_than_the_shortest_hop_is_refused(analytic, make_batch):
+    """With dt above 2 V_BOUNCE_STOP / |g| a last hop could start and land inside one step and be
+    lost (taken for a contact at its start): the model refuses such a batch with the reason."""
+    from world_irp_ros.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="shortest hop"):
+        analytic.rollout(make_batch([0.0, 0.0, 1.0], dt=0.05))
+    analytic.rollout(make_batch([0.0, 0.0, 1.0], dt=0.03))

@@ -48,7 +48,8 @@ TOUCH_TOLERANCE_M = 1e-4     # a surface closer than this counts as touching (Bu
 CONTACT_CHECK_M = 1e-3       # contacts are read when a surface is this close (a slow rebound lifts less)
 BODY_MASS_KG = 1.0           # the batch carries accelerations only; any mass gives the same motion
 ROLLING_MASS_FACTOR = 1.0 + 1.0 / SPIN_RATE  # (m + I / r^2) / m of the model's solid sphere (7/5)
-ROLL_SLIP_MPS = 1e-3         # a sphere whose contact point slips slower than this rolls
+ROLL_SLIP_MPS = 1e-3         # a sphere whose contact point slips slower than this rolls,
+ROLL_SLIP_HOLD_MPS = 0.1     # and keeps rolling while Bullet's contact lets it slip less than this
 NO_ROTATION_INERTIA = 1e6    # kg m^2 for boxes: sliders never rotate (the model tracks no rotation)
 
 ENGINE_PARAMETERS = {"numSubSteps": 0, "deterministicOverlappingPairs": 1, "useSplitImpulse": 1,
@@ -273,6 +274,7 @@ def _simulate(cid: int, world: _World, r: np.ndarray, out: dict[str, np.ndarray]
         tops = [b[5] for b in surfaces]
         w = (0.0, 0.0, 0.0)
         speed = math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
+        rolls_now = False
         for i in range(n_steps):
             t = t_rel + i * h
             f = fk * speed
@@ -280,9 +282,15 @@ def _simulate(cid: int, world: _World, r: np.ndarray, out: dict[str, np.ndarray]
             if roll_force > 0.0 and touching:
                 s_h = math.hypot(v[0], v[1])
                 slip = math.hypot(v[0] - radius * w[1], v[1] + radius * w[0])
-                if s_h > 0.0 and slip < ROLL_SLIP_MPS and _on_top(x, g_prev, tops):
+                # Hysteresis: Bullet's contact keeps a rolling sphere's slip at a few cm/s of noise
+                # in some directions, which switched the resistance on and off (up to 20 % long).
+                rolls_now = (s_h > 0.0 and slip < (ROLL_SLIP_HOLD_MPS if rolls_now else ROLL_SLIP_MPS)
+                             and _on_top(x, g_prev, tops))
+                if rolls_now:
                     f_roll = min(roll_force, roll_mass * s_h / h) / s_h  # never reverses the motion
                     force = (force[0] - f_roll * v[0], force[1] - f_roll * v[1], force[2])
+            else:
+                rolls_now = False
             push(body, -1, force, x, frame, **kw)
             step(**kw)
             x1, q1 = get_pos(body, **kw)

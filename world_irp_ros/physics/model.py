@@ -360,10 +360,11 @@ def chord_min_distance(p0x, p0y, p0z, p1x, p1y, p1z, lox, loy, loz, hix, hiy, hi
 def impact_up(vx, vy, vz, w, e, mu, sphere):
     """Impact on an upward face: restitution, Coulomb impact friction, spin-up, end of bouncing.
 
-    v_z -> -e v_z; the tangential speed drops by at most mu (1 + e)|v_z| (never reversing); for a
-    sphere by at most 2/7 of the slip speed (the contact point cannot reverse) while the spin
-    surface speed gains 5/2 of that drop. Returns ``settle`` when the rebound is below
-    ``V_BOUNCE_STOP`` (then v_z = 0 and the object becomes supported).
+    v_z -> -e v_z; the tangential speed drops by at most mu (1 + e)|v_z| (a slider never reverses);
+    for a sphere by at most 2/7 of the slip speed (the contact point cannot reverse) while the spin
+    surface speed gains 5/2 of that drop. A sphere with enough backspin reverses; its spin is then
+    measured along the new direction of motion, as always. Returns ``settle`` when the rebound is
+    below ``V_BOUNCE_STOP`` (then v_z = 0 and the object becomes supported).
     """
     vn = minimum(vz, 0.0)
     impulse = (1.0 + e) * (-vn)
@@ -372,7 +373,7 @@ def impact_up(vx, vy, vz, w, e, mu, sphere):
     wc = minimum(w, s)
     dv = minimum(mu * impulse, where(sphere, SPIN_IMPULSE * (s - wc), s))
     scale = (s - dv) / maximum(s, TINY)
-    w1 = where(sphere, wc + SPIN_RATE * dv, w)
+    w1 = where(sphere, where(scale < 0.0, -1.0, 1.0) * (wc + SPIN_RATE * dv), w)
     settle = vz1 < V_BOUNCE_STOP
     return vx * scale, vy * scale, where(settle, 0.0, vz1), w1, settle
 
@@ -481,7 +482,9 @@ def init_rollout(px, py, pz, hx, hy, hz, t_r, ground, omin, omax, zmin, zmax, ts
         for j in range(5):
             dj = where(j == 0, px - lox, where(j == 1, hix - px, where(j == 2, py - loy,
                        where(j == 3, hiy - py, pz - loz))))
-            better = dj < best
+            # Not out through the bottom into the ground (a box standing on it): the lift back up
+            # would put the object inside the box again.
+            better = (dj < best) & ((j != 4) | (loz >= ground + hz))
             best = where(better, dj, best)
             face = where(better, j * 1.0, face)
         px = where(inside & (face == 0.0), lox, where(inside & (face == 1.0), hix, px))

@@ -59,7 +59,8 @@ SPECS: tuple[Spec, ...] = (
          "Takes effect at configure.", choices=lambda: DEVICES, needs_reconfigure=True),
     Spec("horizon_s", 3.0, "Prediction horizon (s) when a request's criteria.horizon_s is 0.",
          0.01, 10.0),
-    Spec("dt_s", 1.0 / 60.0, "Integration step of the forward model (s).", 0.0005, 0.1),
+    Spec("dt_s", 1.0 / 60.0, "Integration step of the forward model (s); at most the shortest hop "
+         "2 V_BOUNCE_STOP / |g| (30 ms at 9.81 m/s^2).", 0.0005, 0.03),
     Spec("num_samples", 64, "Uncertainty samples per candidate when a request says 0 and "
          "something is uncertain (1 when nothing is).", 1, 4096),
     Spec("state_timeout_s", 0.5, "A perceived object state older than this (s, node clock) gives "
