@@ -178,6 +178,41 @@ def test_the_state_table_keeps_the_newest_objects_only(client):
     assert codes(client.rehearse([client.drop("still_known")])) == ["GO"]  # the perceived stone stays
 
 
+def test_an_execution_that_never_happened_teaches_nothing(client, node):
+    """The controller reports a drop that was never carried out: the object rests where it was.
+    The comparison is still published (with its huge track error), but nothing is calibrated
+    from a track that does not show the drag; a report with a zero stamp is refused with the
+    reason."""
+    from world_irp_ros.msg import ActionExecution, PredictionError
+    from world_irp_ros.ros import conversions as conv
+    from world_irp_ros.ros.qos import CANDIDATE_ACTIONS, VERDICT
+    from world_irp_ros.scene import CandidateAction
+
+    errors = []
+    client.node.create_subscription(PredictionError, f"{client.base}/prediction_error", errors.append, VERDICT)
+    executed = client.node.create_publisher(ActionExecution, f"{client.base}/executed_actions", CANDIDATE_ACTIONS)
+    client.perceive_until_known(client.sphere("idle", position=(3.0, 3.0, 0.03)))
+    deadline = time.monotonic() + 10.0
+    while not executed.get_subscription_count():
+        assert time.monotonic() < deadline, "world_irp does not listen on ~/executed_actions"
+        time.sleep(0.05)
+    report = ActionExecution(request_id="phantom")
+    report.action = conv.action_to_msg(CandidateAction("phantom", "drop", "idle", (3.0, 3.0, 1.0)))
+    executed.publish(report)                                  # zero stamp: refused
+    node.wait_for_output(r"executed action 'phantom' not followed: its release stamp is zero")
+    report.header.stamp = client.now_msg()
+    executed.publish(report)
+    deadline = time.monotonic() + 15.0                        # the 3 s horizon and 1 s of slack
+    while not errors:
+        assert time.monotonic() < deadline, "no PredictionError for the phantom drop"
+        time.sleep(0.1)
+    [err] = errors
+    assert err.action_id == "phantom" and err.rms_track_error_m > 0.1
+    assert list(err.calibrated_parameters) == []
+    node.wait_for_output(r"phantom: calibration not applied: ")
+    client.forget("idle")
+
+
 def test_a_state_that_arrives_out_of_order_is_ignored(client):
     """States are kept by stamp, not by arrival: an older state arriving later leaves the newer
     one in place. A push with no impulse judges where the object rests (1 m: on the target)."""

@@ -80,9 +80,8 @@ class ExecutionMonitor:
         age_s = self._now_s() - release_s
         if release_s <= 0.0 or not -STAMP_SLACK_S <= age_s <= self._horizon_s:
             # A track is matched to the action by its release time: a wrong stamp matches nothing.
-            self._node.get_logger().error(
-                f"executed action {action.id!r} not followed: its release stamp is {age_s:.3f} s from now "
-                f"(zero, or not within the last {self._horizon_s:g} s)")
+            when = "zero" if release_s <= 0.0 else f"{age_s:.3f} s old, not within the last {self._horizon_s:g} s"
+            self._node.get_logger().error(f"executed action {action.id!r} not followed: its release stamp is {when}")
             return
         with self._lock:
             replaced = self._watches.get(action.object_id)
@@ -138,10 +137,18 @@ class ExecutionMonitor:
         if not result.rms_after_m <= MAX_FIT_RMS_M:
             return CalibrationResult(), (f"the fit leaves {result.rms_after_m * 100:.1f} cm RMS, more than "
                                          f"{MAX_FIT_RMS_M * 100:.0f} cm")
-        for name, value, std in zip(result.names, result.after, result.std_after):
-            if not std <= MAX_RELATIVE_STD * max(abs(value), 1e-9):
-                return CalibrationResult(), (f"{name} {value:.3g} is known only to ± {std:.3g}, more than "
-                                             f"{MAX_RELATIVE_STD:.0%} of it")
+        kept = [i for i, (a, sd) in enumerate(zip(result.after, result.std_after))
+                if sd <= MAX_RELATIVE_STD * max(abs(a), 1e-9)]
+        vague = "; ".join(f"{result.names[i]} {result.after[i]:.3g} is known only to ± {result.std_after[i]:.3g}, "
+                          f"more than {MAX_RELATIVE_STD:.0%} of it"
+                          for i in range(len(result.names)) if i not in kept)
+        if not kept:
+            return CalibrationResult(), vague
+        if vague:  # the well-determined parameters are still learnt
+            self._node.get_logger().warning(f"{w.action.id}: not calibrated: {vague}")
+            result = CalibrationResult([result.names[i] for i in kept], [result.before[i] for i in kept],
+                                       [result.after[i] for i in kept], [result.std_after[i] for i in kept],
+                                       result.rms_before_m, result.rms_after_m)
         self.store.update(w.model.id, result)
         if self.calibration_file:
             try:
