@@ -120,6 +120,11 @@ def test_store_applies_saves_and_loads(tmp_path):
         path.write_text(json.dumps({"pumice": entry}))
         with pytest.raises(ValueError, match=re.escape(message)):
             CalibrationStore.load(path)
+    # JSON beyond Python's floats or nesting is a bad file too, not another exception.
+    for text in ('{"pumice": {"mass": {"value": 1' + "0" * 400 + ', "std": 0}}}', "[" * 5000 + "]" * 5000):
+        path.write_text(text)
+        with pytest.raises(ValueError, match="calibration file"):
+            CalibrationStore.load(path)
 
 
 PUSH = CandidateAction("p", "push", "ball", impulse_ns=(0.12, 0.05, 0.0))

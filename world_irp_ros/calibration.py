@@ -492,6 +492,7 @@ class CalibrationStore:
                     if not 0.0 <= std < math.inf:
                         raise ValueError(f"{oid}.{name}: std must be finite and >= 0, got {std}")
                 store.update(str(oid), CalibrationResult(names, list(values), values, stds))
-        except (OSError, KeyError, TypeError, AttributeError, ValueError) as err:
-            raise ValueError(f"calibration file {path}: {err}") from err
+        except (OSError, KeyError, TypeError, AttributeError, ValueError, ArithmeticError, RecursionError) as err:
+            raise ValueError(f"calibration file {path}: {type(err).__name__}: {err}"
+                             if not isinstance(err, ValueError) else f"calibration file {path}: {err}") from err
         return store

@@ -123,10 +123,23 @@ def test_a_zone_touched_at_release_is_still_watched(backend, make_batch):
     one touching its side, enters it within the first step."""
     up = ((-0.5, -0.5, 1.03), (0.5, 0.5, 1.5))
     side = ((0.03, -0.5, 0.0), (0.5, 0.5, 1.5))
-    res = backend.rollout(make_batch([(0.0, 0.0, 1.0), (0.0, 0.0, 1.0)], [(0.5, 0.0, 2.0), (2.0, 0.0, 0.0)],
-                                     drag=0.0, keep_out=[up, side], horizon=0.5))
-    assert res.keep_out_entry_time_s[0, 0] <= 0.02 and res.keep_out_entry_time_s[1, 1] <= 0.02
-    assert res.keep_out_clearance_m[0, 0] == 0.0 and res.keep_out_clearance_m[1, 1] == 0.0
+    thin = ((0.03, 2.0, 0.0), (0.031, 3.0, 2.0))   # 1 mm thick: a fast chord crosses it whole in one step
+    res = backend.rollout(make_batch([(0.0, 0.0, 1.0), (0.0, 0.0, 1.0), (0.0, 2.5, 1.0)],
+                                     [(0.5, 0.0, 2.0), (2.0, 0.0, 0.0), (5.0, 0.0, 0.0)],
+                                     drag=0.0, keep_out=[up, side, thin], horizon=0.5))
+    for zone, rollout in ((0, 0), (1, 1), (2, 2)):
+        assert res.keep_out_entry_time_s[zone, rollout] <= 0.02, (zone, rollout)
+        assert res.keep_out_clearance_m[zone, rollout] == 0.0
+
+
+def test_release_overlapping_a_box_on_the_floor_goes_out_sideways(backend, make_batch):
+    """A flat object (half height 2.5 mm) perceived 6 mm into the side of a crate that stands on
+    the floor: the nearest face is the crate's bottom, but leaving through it would put the object
+    under the floor, and the floor lift back inside the crate; it leaves through the side."""
+    crate = [((0.0, -0.5, 0.0), (1.0, 0.5, 0.5))]
+    res = backend.rollout(make_batch([-0.044, 0.0, 0.0025], half_extent=(0.05, 0.05, 0.0025), rolls=0.0,
+                                     obstacles=crate, horizon=0.5))
+    assert res.positions_m[0, :, 0] == pytest.approx([-0.05, 0.0, 0.0025], abs=1e-4)
 
 
 def test_rejects_an_invalid_batch(backend, make_batch):

@@ -51,6 +51,10 @@ def assert_not_active(client, state: str) -> None:
 def test_unconfigured_answers_not_active(client):
     assert client.state() == "unconfigured"
     assert_not_active(client, "unconfigured")
+    # Too many candidates are refused whole in every state: never more verdicts than the queue.
+    limit = client.get_param("max_candidates")
+    resp = client.rehearse([client.drop(f"c{i}") for i in range(limit + 1)])
+    assert codes(resp) == ["NO_GO_TOO_MANY_CANDIDATES"] and resp.verdicts[0].action_id == ""
 
 
 def test_configure_failure_is_reported(client, node):

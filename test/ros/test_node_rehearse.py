@@ -236,12 +236,20 @@ def test_a_state_that_arrives_out_of_order_is_ignored(client):
         publish((client.sphere("ordered", position=(1.0, 0.0, 0.03)), 0.0))
         time.sleep(0.05)
     # Then a state 1 s older, 2 m away, in the same message as a probe object: once the probe is
-    # known the old state has arrived too.
+    # known the old state has arrived too. The same for an older state in a wrong frame (invalid).
+    wrong_frame = client.sphere("ordered_too", position=(1.0, 0.0, 0.03))
+    wrong_frame.header.frame_id = "map"
     for _ in range(3):
         publish((client.sphere("ordered", position=(3.0, 0.0, 0.03)), 1.0),
                 (client.sphere("order_probe", position=(0.0, 0.0, 1.0)), 0.0))
     client.rehearse_until(lambda r: codes(r) == ["GO"], [client.drop("probe", "order_probe")])
     assert codes(client.rehearse([push])) == ["GO"]
+    wrong_frame.id = "ordered"
+    for _ in range(3):  # the valid state refreshed, then an invalid one 10 s older
+        publish((client.sphere("ordered", position=(1.0, 0.0, 0.03)), 0.0))
+        publish((wrong_frame, 10.0), (client.sphere("order_probe2", position=(0.0, 0.0, 1.0)), 0.0))
+    client.rehearse_until(lambda r: codes(r) == ["GO"], [client.drop("probe", "order_probe2")])
+    assert codes(client.rehearse([push])) == ["GO"]  # the older, invalid state did not replace it
 
 
 def test_a_request_beyond_the_models_bounds_is_invalid(client):

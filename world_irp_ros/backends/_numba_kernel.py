@@ -178,7 +178,7 @@ def _zone_checks(W, Z, nb, z, zmin, zmax):
     distance at the step start, is the row's value from the step before; the bound is compared
     without the chord's square root (D0 + D1 - 2 clearance < L). Leaves D1 in the row. A zone
     already entered (clearance row ``ENTERED``) needs no test; one touched but not entered
-    (clearance 0) still does."""
+    (clearance 0) takes the slow path."""
     ax, ay, az = zmin[0, z], zmin[1, z], zmin[2, z]
     bx, by, bz = zmax[0, z], zmax[1, z], zmax[2, z]
     for i in range(nb):
@@ -195,7 +195,8 @@ def _zone_checks(W, Z, nb, z, zmin, zmax):
         interior = (e0x * dx + e0y * dy + e0z * dz > 0.0) & (e1x * dx + e1y * dy + e1z * dz < 0.0)
         gap = d0 + d1 - 2.0 * best
         below = (gap < 0.0) | (gap * gap < dx * dx + dy * dy + dz * dz)
-        bad = (best >= 0.0) & ((d1 <= 0.0) | (interior & below))
+        # Touched but not entered (clearance 0): the interior test is blind from the touching point.
+        bad = (best == 0.0) | ((best > 0.0) & ((d1 <= 0.0) | (interior & below)))
         Z[i] = d1
         W[QUIET + i] = 0.0 if bad else quiet
 

@@ -182,7 +182,8 @@ def _chord_clearance(p0, p1, b, best: float) -> float:
 
 def _release(x, he, world: _World) -> tuple[float, float, float]:
     """The model's release position (``physics.model.init_rollout``): lifted onto the ground if
-    below it, moved out of an obstacle it overlaps through the nearest face (ties: the top)."""
+    below it, moved out of an obstacle it overlaps through the nearest face (ties: the top; not
+    through the bottom into the ground)."""
     ground = world.ground_height + he[2]
     px, py, pz = x[0], x[1], max(x[2], ground)
     for lo, hi, _, _ in world.obstacles:
@@ -190,7 +191,7 @@ def _release(x, he, world: _World) -> tuple[float, float, float]:
         if b[0] < px < b[3] and b[1] < py < b[4] and b[2] < pz < b[5]:
             # Distances to the faces x-, x+, y-, y+, z-; the top z+ wins ties.
             moves = [(b[5] - pz, 2, b[5]), (px - b[0], 0, b[0]), (b[3] - px, 0, b[3]), (py - b[1], 1, b[1]),
-                     (b[4] - py, 1, b[4]), (pz - b[2], 2, b[2])]
+                     (b[4] - py, 1, b[4])] + ([(pz - b[2], 2, b[2])] if b[2] >= ground else [])
             best = min(moves, key=lambda m: m[0])
             q = [px, py, pz]
             q[best[1]] = best[2]
