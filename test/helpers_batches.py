@@ -107,7 +107,12 @@ def result_columns(result: Any, index: Any) -> dict[str, np.ndarray]:
     idx = np.asarray(index)
     out = {}
     for name in result.__dataclass_fields__:
-        value = np.asarray(getattr(result, name))
+        if name == "failure":  # the text of why rollouts failed, not per rollout
+            continue
+        value = getattr(result, name)
+        if name == "failed" and value is None:  # None: none failed
+            value = np.zeros(result.landing_time_s.shape, dtype=bool)
+        value = np.asarray(value)
         if name == "sample_times_s":
             out[name] = value
         else:

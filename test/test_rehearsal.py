@@ -204,6 +204,27 @@ def test_a_sphere_rounding_a_table_edge_is_not_taken_for_a_pass_through():
     assert all(v.code != VerdictCode.NO_GO_BACKEND_ERROR for v in out.verdicts), [v.reasons for v in out.verdicts]
 
 
+def test_a_rollout_the_model_cannot_finish_sinks_only_its_candidate(analytic):
+    """A perfectly elastic ball thrown up between the ground and a perfectly elastic shelf 1 mm
+    above its top rattles faster than the model resolves (more events in one step than it
+    handles): that candidate is NO_GO_BACKEND_ERROR, the drop beside it is still judged."""
+    from world_irp_ros.scene import parse_request
+
+    req = parse_request({
+        "environment": {"ground_restitution": 1.0, "obstacles": [
+            {"name": "shelf", "min": [-1, -1, 0.061], "max": [1, 1, 0.2], "restitution": 1.0}]},
+        "objects": [{"id": "s", "shape": "sphere", "radius": 0.03, "mass": 0.2, "restitution": 1.0,
+                     "position": [0, 0, 0.0305]},
+                    {"id": "t", "shape": "sphere", "radius": 0.03, "mass": 0.2, "position": [5, 0, 1]}],
+        "actions": [{"id": "rattle", "type": "throw", "object_id": "s", "release_velocity": [0.1, 0, 5]},
+                    {"id": "normal", "type": "drop", "object_id": "t"}],
+        "criteria": {"target": {"center": [5, 0, 0], "radius": 0.2}}})
+    rattle, normal = Rehearser(analytic).rehearse(req).verdicts
+    assert rattle.code == VerdictCode.NO_GO_BACKEND_ERROR
+    assert "more than 16 events inside one integration step" in rattle.reasons[0]
+    assert normal.code == VerdictCode.GO, normal.reasons
+
+
 def test_failing_fallback_is_still_no_go():
     out = Rehearser(RaisingBackend(), fallback=RaisingBackend()).rehearse(request())
     assert all(v.code == VerdictCode.NO_GO_BACKEND_ERROR for v in out.verdicts)

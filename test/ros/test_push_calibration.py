@@ -15,6 +15,7 @@ TRUE_MASS_KG = 0.26
 
 
 def test_a_push_recalibrates_the_mass(start_process, ros_node, spin_until):
+    from diagnostic_msgs.msg import DiagnosticArray
     from world_irp_ros import msg as irp_msg
     from world_irp_ros.ros import conversions as conv
     from world_irp_ros.ros.qos import CANDIDATE_ACTIONS, OBJECT_STATES, VERDICT
@@ -31,6 +32,15 @@ def test_a_push_recalibrates_the_mass(start_process, ros_node, spin_until):
     to_irp = ros_node.create_publisher(irp_msg.ActionExecution, "/world_irp/executed_actions", CANDIDATE_ACTIONS)
     spin_until(lambda: len(states) > 30 and to_sim.get_subscription_count() and to_irp.get_subscription_count(),
                timeout=30.0, what="the simulator's states and both subscribers")
+    # world_irp predicts the push from the state it holds: wait until it holds one (discovery of
+    # the simulator can take longer than ours did).
+    diagnostics: list = []
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+
+    def irp_knows_objects() -> bool:
+        return any(kv.key == "objects_known" and int(kv.value) > 0
+                   for msg in diagnostics for st in msg.status if "world_irp" in st.name for kv in st.values)
+    spin_until(irp_knows_objects, timeout=30.0, what="world_irp holding the simulator's states")
 
     execution = irp_msg.ActionExecution()
     execution.header.stamp = ros_node.get_clock().now().to_msg()

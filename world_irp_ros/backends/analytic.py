@@ -201,10 +201,6 @@ def _nan_where_unset(values: np.ndarray, unset: np.ndarray) -> np.ndarray:
 
 def finish(prep: dict[str, Any], o: dict[str, np.ndarray]) -> RolloutResult:
     """Engine outputs -> RolloutResult: NaN for "never", samples after the last step, int kinds."""
-    if o["status"].size and o["status"].max() != 0.0:
-        bad = int(np.flatnonzero(o["status"])[0])
-        raise BackendError(f"rollout {bad}: more than {MAX_SEGMENTS} events inside one integration step",
-                           "analytic")
     n_t = prep["tsamp"].shape[0]
     pos, vel = o["pos_s"], o["vel_s"]
     if o["ks_out"].size and o["ks_out"].min() < n_t:        # samples after the last step (not released)
@@ -230,17 +226,19 @@ def finish(prep: dict[str, Any], o: dict[str, np.ndarray]) -> RolloutResult:
         event_time_s=_nan_where_unset(o["ev_t"], unused),
         event_position_m=_nan_where_unset(o["ev_p"], unused[:, None, :]),
     )
-    # A non-finite number never recovers, so it would show at the end: check the final state and
-    # the last sample of every rollout (O(N)), not every sample; all in one pass, the loop only
-    # names the culprit.
-    checks = (("final_position_m", o["fin_p"]), ("final velocity", o["fin_v"]), ("positions_m", pos[-1]),
-              ("velocities_mps", vel[-1]), ("keep_out_clearance_m", o["ko_c"]))
-    values = [value for _, value in checks]
-    flat = np.concatenate(values, axis=None, out=_pooled("checks", (sum(v.size for v in values),)))
-    if not np.isfinite(flat).all():
-        for name, value in checks:
-            if not np.isfinite(value).all():
-                raise BackendError(f"non-finite {name} in the result", "analytic")
+    # Rollouts that could not be computed are marked, not raised, so one of them does not sink the
+    # batch: too many events inside one step (status), or a non-finite number, which never
+    # recovers and so shows at the end: the final state and the last sample of every rollout
+    # (O(N), in one pass), not every sample.
+    checks = (o["fin_p"], o["fin_v"], pos[-1], vel[-1], o["ko_c"])
+    flat = np.concatenate(checks, axis=None, out=_pooled("checks", (sum(v.size for v in checks),)))
+    many_events = o["status"] != 0.0
+    if many_events.any() or not np.isfinite(flat).all():
+        broken = ~np.all([np.isfinite(c.reshape(-1, c.shape[-1])).all(axis=0) for c in checks], axis=0)
+        result.failed = many_events | broken
+        result.failure = "; ".join(why for why, hit in (
+            (f"more than {MAX_SEGMENTS} events inside one integration step", many_events.any()),
+            ("its numbers broke down (non-finite)", broken.any())) if hit)
     return result
 
 

@@ -116,6 +116,8 @@ class RolloutResult:
     gap between extent and zone over the horizon (0 when it entered); ``event_count`` (N,),
     ``event_kind``/``event_index`` (E, N) ints, ``event_time_s`` (E, N), ``event_position_m``
     (E, 3, N) for the first ``E = MAX_EVENTS`` events in time order (unused slots: kind -1).
+    ``failed`` (N,) bool: rollouts the backend could not compute (their other values mean
+    nothing; ``failure`` says why), so that one of them does not sink the batch; None: none.
     """
 
     sample_times_s: np.ndarray
@@ -133,6 +135,8 @@ class RolloutResult:
     event_index: np.ndarray
     event_time_s: np.ndarray
     event_position_m: np.ndarray
+    failed: np.ndarray | None = None
+    failure: str = ""
 
 
 @runtime_checkable
@@ -143,7 +147,8 @@ class Backend(Protocol):
     device: str
 
     def rollout(self, batch: RolloutBatch) -> RolloutResult:
-        """Roll every member of ``batch`` forward to its horizon; raise on failure, never guess."""
+        """Roll every member of ``batch`` forward to its horizon; raise when the batch cannot be
+        computed, mark rollouts that could not be in ``failed``; never guess."""
         ...
 
     def warmup(self) -> None:
