@@ -219,10 +219,13 @@ def test_a_rollout_the_model_cannot_finish_sinks_only_its_candidate(analytic):
         "actions": [{"id": "rattle", "type": "throw", "object_id": "s", "release_velocity": [0.1, 0, 5]},
                     {"id": "normal", "type": "drop", "object_id": "t"}],
         "criteria": {"target": {"center": [5, 0, 0], "radius": 0.2}}})
-    rattle, normal = Rehearser(analytic).rehearse(req).verdicts
+    out = Rehearser(analytic).rehearse(req)
+    rattle, normal = out.verdicts
     assert rattle.code == VerdictCode.NO_GO_BACKEND_ERROR
     assert "more than 16 events inside one integration step" in rattle.reasons[0]
     assert normal.code == VerdictCode.GO, normal.reasons
+    # The failed candidate has no track (the schema's "empty when the backend failed").
+    assert out.trajectories[0].positions_m.shape == (0, 3) and out.trajectories[1].positions_m.shape[0] > 10
 
 
 def test_failing_fallback_is_still_no_go():

@@ -298,5 +298,10 @@ class Rehearser:
             for v in verdicts:
                 v.reasons.extend(notes)
         best = choose_best(verdicts)
-        return RehearsalOutcome(request.request_id, verdicts, nominal_trajectories(request, result), best,
+        tracks = nominal_trajectories(request, result)
+        if result.failed is not None:  # what the backend could not compute is no track
+            failed = result.failed.reshape(s_count, len(ids)).any(axis=0)
+            tracks = [Trajectory(t.action_id, t.t_s[:0], t.positions_m[:0], t.velocities_mps[:0]) if bad else t
+                      for t, bad in zip(tracks, failed.tolist())]
+        return RehearsalOutcome(request.request_id, verdicts, tracks, best,
                                 backend.name, backend.device, latency_ms, s_count)

@@ -65,8 +65,8 @@ SPECS: tuple[Spec, ...] = (
          "something is uncertain (1 when nothing is).", 1, 4096),
     Spec("state_timeout_s", 0.5, "A perceived object state older than this (s, node clock) gives "
          "NO_GO_STALE_STATE.", 0.001, 3600.0),
-    Spec("deadline_ms", 100.0, "Time from receipt of a request to its packed answer (ms); later "
-         "verdicts are replaced by NO_GO_DEADLINE.", 0.001, 600000.0),
+    Spec("deadline_ms", 100.0, "Time from receipt of a request to its packed answer (ms; sending it "
+         "is not counted); later verdicts are replaced by NO_GO_DEADLINE.", 0.001, 600000.0),
     Spec("max_candidates", 1024, "Largest number of candidates per request; more give "
          "NO_GO_TOO_MANY_CANDIDATES.", 1, VERDICT_QUEUE_DEPTH),
     Spec("max_rollouts", 1048576, "Largest candidates x samples per request (memory bound); more "
