@@ -134,6 +134,8 @@ def test_json_python_cannot_hold_is_a_bad_file_too(tmp_path, capsys):
     assert set(errors) == set(bad), err
     assert errors["bigint.json"].endswith("horizon_s: must be a finite number, got an integer too large for a float")
     assert "objects[0].shape: must be one of sphere, box, cylinder" in errors["shape.json"]
+    assert errors["digits.json"].endswith("not usable JSON: a number of more than 4300 digits")
+    assert errors["nested.json"].endswith("not usable JSON: nested too deep")
     answers = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert [a.get("request_id") for a in answers][-1] == "throws" and len(answers) == len(bad) + 1
 

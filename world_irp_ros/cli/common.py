@@ -72,8 +72,11 @@ def load_input(path: str, parse: Callable[[Any], T]) -> T:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(path, "", f"not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})") from None
-    except (ValueError, RecursionError) as err:  # a number of over 4300 digits; nesting too deep
-        raise InputError(path, "", f"not usable JSON: {type(err).__name__}: {err}") from None
+    except RecursionError:
+        raise InputError(path, "", "not usable JSON: nested too deep") from None
+    except ValueError:  # the only other decoding error: an integer beyond Python's digit limit
+        raise InputError(path, "", f"not usable JSON: a number of more than {sys.get_int_max_str_digits()} "
+                                   "digits") from None
     try:
         return parse(data)
     except WorldIrpError as err:
