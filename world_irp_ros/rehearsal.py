@@ -146,7 +146,8 @@ def build_batch(request: RehearsalRequest, samples: int, dt_s: float = DEFAULT_D
 
 
 def nominal_trajectories(request: RehearsalRequest, result: RolloutResult) -> list[Trajectory]:
-    """The nominal (sample 0) track of each candidate with its named events.
+    """The nominal (sample 0) track of each candidate with its named events (empty for a candidate
+    the backend could not compute).
 
     Tracks are views into one read-only, candidate-major copy of the nominal samples (never the
     backend's buffers, which it may reuse); per-candidate numbers are read with one ``tolist`` per
@@ -168,13 +169,17 @@ def nominal_trajectories(request: RehearsalRequest, result: RolloutResult) -> li
     ends = np.cumsum(counts).tolist()
     finals = result.final_position_m[:, :c_count].T.tolist()
     at_rest = np.isfinite(result.rest_time_s[:c_count]).tolist()
+    failed = result.failed_candidates(c_count).tolist()
     out = []
     start = 0
     for c, action in enumerate(request.actions):
         events = [ContactEvent(times[j], tuple(points[j]), EVENT_NAMES.get(kinds[j], "unknown"),
                                _partner(kinds[j], indices[j], names)) for j in range(start, ends[c])]
         start = ends[c]
-        out.append(Trajectory(action.id, t_s, positions[c], velocities[c], events, tuple(finals[c]), at_rest[c]))
+        if failed[c]:  # what the backend could not compute is no track
+            out.append(Trajectory(action.id, t_s[:0], positions[c, :0], velocities[c, :0]))
+        else:
+            out.append(Trajectory(action.id, t_s, positions[c], velocities[c], events, tuple(finals[c]), at_rest[c]))
     return out
 
 
@@ -298,10 +303,5 @@ class Rehearser:
             for v in verdicts:
                 v.reasons.extend(notes)
         best = choose_best(verdicts)
-        tracks = nominal_trajectories(request, result)
-        if result.failed is not None:  # what the backend could not compute is no track
-            failed = result.failed.reshape(s_count, len(ids)).any(axis=0)
-            tracks = [Trajectory(t.action_id, t.t_s[:0], t.positions_m[:0], t.velocities_mps[:0]) if bad else t
-                      for t, bad in zip(tracks, failed.tolist())]
-        return RehearsalOutcome(request.request_id, verdicts, tracks, best,
+        return RehearsalOutcome(request.request_id, verdicts, nominal_trajectories(request, result), best,
                                 backend.name, backend.device, latency_ms, s_count)

@@ -159,8 +159,7 @@ def judge(action_ids: list[str], result: RolloutResult, half_height_m: np.ndarra
     miss = out.miss_distance_m[0].tolist()
     at_rest = out.at_rest[0].tolist()
     judged_z = out.judged_point_m[2, 0].tolist()
-    failed = ([False] * c_count if result.failed is None
-              else result.failed.reshape(samples, c_count).any(axis=0).tolist())
+    failed = result.failed_candidates(c_count).tolist()
     verdicts = []
     for c, action_id in enumerate(action_ids):
         if failed[c]:  # a rollout of it the backend could not compute: no judgement at all

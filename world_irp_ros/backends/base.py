@@ -138,6 +138,12 @@ class RolloutResult:
     failed: np.ndarray | None = None
     failure: str = ""
 
+    def failed_candidates(self, candidates: int) -> np.ndarray:
+        """(C,) bool: the candidates (rollout ``s * C + c``) with a rollout in ``failed``."""
+        if self.failed is None:
+            return np.zeros(candidates, dtype=bool)
+        return self.failed.reshape(-1, candidates).any(axis=0)
+
 
 @runtime_checkable
 class Backend(Protocol):
