@@ -13,7 +13,7 @@ import pytest
 
 from helpers_batches import make_batch, result_columns, sphere_drag, torch_rollout
 from world_irp_ros.backends import create_backend
-from world_irp_ros.backends.analytic import AnalyticBackend
+from world_irp_ros.backends.analytic import ENGINES, AnalyticBackend
 from world_irp_ros.backends.base import EVENT_GROUND, EVENT_REST, MAX_EVENTS, MODE_REST
 from world_irp_ros.errors import BackendError, ValidationError
 
@@ -106,6 +106,20 @@ def test_a_step_with_more_events_than_the_fixed_passes_falls_back_to_eager(cpu, 
     assert _unfinished_after(batch, 1) > 0                      # a bounce needs two passes
     monkeypatch.setattr(_torch_rollout, "GRAPH_PASSES", 1)
     assert_results_close(cpu.rollout(batch), torch_rollout(batch, "fixed"), atol=1e-9)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_rollout_with_too_many_events_in_a_step_fails_alone(engine):
+    """Tilted gravity presses a box without bounce against a wall's side (no end of bouncing
+    there: the contacts pile up inside one step). Every engine, the CUDA one included, marks that
+    rollout failed and computes its neighbour."""
+    wall = ((1.0, -1.0, 0.0), (2.0, 1.0, 3.0))
+    batch = make_batch([(0.95, 0.0, 2.0), (-3.0, 0.0, 2.0)], [(0.0, 0.0, 0.0), (1.0, 0.0, 1.0)], half_extent=0.05,
+                       rolls=0.0, restitution=0.0, gravity=(3.0, 0.0, -9.81), obstacles=[wall], horizon=1.0)
+    res = AnalyticBackend("cpu", engine=engine, warm=False).rollout(batch)
+    assert res.failed.tolist() == [True, False]
+    assert "events inside one integration step" in res.failure
+    assert np.all(np.isfinite(res.positions_m[:, :, 1]))
 
 
 def test_fast_path_equals_slow_path(cpu):

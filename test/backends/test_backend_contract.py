@@ -1,7 +1,7 @@
 """The contract of ``backends.base`` checked on every registered backend.
 
-Parametrised over ``world_irp_ros.backends.REGISTRY``: a backend added there gets these tests
-too. A backend that cannot be created here (missing dependency, no device) is skipped and the
+Parametrised over ``world_irp_ros.backends.REGISTRY`` (a backend added there gets these tests
+too) and the analytic backend's torch engine, the one its CUDA path runs. A backend that cannot be created here (missing dependency, no device) is skipped and the
 reason is shown in the test summary.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from world_irp_ros.backends import REGISTRY, create_backend
+from world_irp_ros.backends.analytic import AnalyticBackend
 from world_irp_ros.backends.base import (EVENT_GROUND, EVENT_NAMES, MAX_EVENTS, MODE_FLIGHT, MODE_REST,
                                          MODE_SUPPORTED, Backend, RolloutResult)
 
@@ -20,9 +21,11 @@ TABLE = ((1.0, -0.5, 0.0), (2.0, 0.5, 0.75), 0.5, 1.0)
 ZONES = [((3.0, -1.0, 0.0), (3.5, 1.0, 1.0)), ((-3.0, -1.0, 0.0), (-2.5, 1.0, 1.0))]
 
 
-@pytest.fixture(scope="module", params=sorted(REGISTRY))
+@pytest.fixture(scope="module", params=[*sorted(REGISTRY), "analytic:torch"])
 def backend(request):
     try:
+        if request.param == "analytic:torch":     # the engine the CUDA path runs, on the CPU
+            return AnalyticBackend("cpu", engine="torch", warm=False)
         return create_backend(request.param, "cpu")
     except Exception as err:  # a backend that cannot run here is not this test's business
         pytest.skip(f"backend {request.param!r} cannot be created on this machine: {type(err).__name__}: {err}")
@@ -108,6 +111,18 @@ def test_events_in_time_order(backend, mixed_batch):
             first_contact = [j for j in range(k) if res.event_kind[j, i] in (0, 1)]
             if first_contact:
                 assert res.landing_time_s[i] == res.event_time_s[first_contact[0], i]
+
+
+@pytest.mark.parametrize("horizon", [0.19, 0.2, 0.21, 1.05, 2.2])
+def test_final_state_is_the_state_at_the_horizon(backend, make_batch, horizon):
+    """Whatever the rounding of the step grid against the horizon (0.2 s: the last step ends an
+    ulp short of it), the final position is where the object is at the horizon."""
+    res = backend.rollout(make_batch((0.0, 0.0, 30.0), (2.0, 0.0, 0.0), drag=0.0, horizon=horizon,
+                                     sample_times=np.array([0.0, horizon])))
+    fall = 30.0 - 0.5 * G * horizon ** 2
+    assert res.final_position_m[:, 0] == pytest.approx([2.0 * horizon, 0.0, fall], abs=0.03)   # PyBullet: Euler
+    np.testing.assert_allclose(res.positions_m[-1, :, 0], res.final_position_m[:, 0], atol=1e-9)
+    assert res.velocities_mps[-1, 2, 0] == pytest.approx(-G * horizon, abs=0.02)
 
 
 def test_drop_lands_at_free_fall_time(backend, make_batch):

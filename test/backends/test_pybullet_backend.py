@@ -250,3 +250,16 @@ def test_a_dead_worker_is_a_backend_error_and_the_next_call_recovers(make_batch)
         with pytest.raises(BackendError, match="worker"):
             b.rollout(batch)
         assert np.isfinite(b.rollout(batch).positions_m).all()
+
+
+def test_a_rollout_whose_numbers_break_down_is_marked_and_never_go(backend):
+    """A light foam ball (drag factor 154 1/m) thrown at 60 m/s: PyBullet's explicit drag force
+    outgrows its step and the numbers blow up. With no target and no zone nothing else could say
+    NO-GO: that candidate must be a backend error, not GO."""
+    foam = ObjectModel("foam", "sphere", (0.2, 0.0, 0.0), 0.001, drag_coefficient=2.0, position_m=(0.0, 0.0, 1.0))
+    request = RehearsalRequest(Scene(Environment(), {"foam": foam}),
+                               (CandidateAction("fast", "throw", "foam", (0.0, 0.0, 1.0), (60.0, 0.0, 0.0)),),
+                               Criteria(None, (), horizon_s=1.0))
+    out = Rehearser(backend).rehearse(request)
+    assert out.verdicts[0].code.name == "NO_GO_BACKEND_ERROR"
+    assert "non-finite" in out.verdicts[0].reasons[0]

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError
 from ..physics.model import MAX_SEGMENTS, MODE_FLIGHT, advance_segment, init_rollout
 from ..physics.ops import without_device_sync
 
@@ -127,8 +126,8 @@ def _roll(o: dict[str, Any], w: dict[str, Any], passes: int | None) -> dict[str,
                 o["rest_t"], o["ko_t"], o["ko_c"], o["ev_kind"], o["ev_idx"], o["ev_t"], o["ev_p"])
         if passes is not None:
             unfinished = unfinished | (t < t_end)
-        elif bool((t < t_end).any()):
-            raise BackendError(f"more than {MAX_SEGMENTS} events inside one step", "analytic")
+        else:       # as the numba kernel: the rollout is marked failed and carries on
+            o["status"].masked_fill_(t < t_end, 1.0)
     result = {name: value for name, value in o.items() if name not in _INPUTS}
     result.update(fin_p=torch.stack((px, py, pz)), fin_v=torch.stack((vx, vy, vz)), fin_mode=mode, ks_out=ks,
                   ev_cnt=evc, unfinished=unfinished)

@@ -227,18 +227,10 @@ def finish(prep: dict[str, Any], o: dict[str, np.ndarray]) -> RolloutResult:
         event_position_m=_nan_where_unset(o["ev_p"], unused[:, None, :]),
     )
     # Rollouts that could not be computed are marked, not raised, so one of them does not sink the
-    # batch: too many events inside one step (status), or a non-finite number, which never
-    # recovers and so shows at the end: the final state and the last sample of every rollout
-    # (O(N), in one pass), not every sample.
-    checks = (o["fin_p"], o["fin_v"], pos[-1], vel[-1], o["ko_c"])
-    flat = np.concatenate(checks, axis=None, out=_pooled("checks", (sum(v.size for v in checks),)))
-    many_events = o["status"] != 0.0
-    if many_events.any() or not np.isfinite(flat).all():
-        broken = ~np.all([np.isfinite(c.reshape(-1, c.shape[-1])).all(axis=0) for c in checks], axis=0)
-        result.failed = many_events | broken
-        result.failure = "; ".join(why for why, hit in (
-            (f"more than {MAX_SEGMENTS} events inside one integration step", many_events.any()),
-            ("its numbers broke down (non-finite)", broken.any())) if hit)
+    # batch: too many events inside one step (status), or numbers that broke down.
+    result.mark_failed(o["status"] != 0.0, f"more than {MAX_SEGMENTS} events inside one integration step")
+    n_checked = sum(a.size for a in (result.final_position_m, pos[-1], vel[-1], result.keep_out_clearance_m))
+    result.mark_non_finite(_pooled("checks", (n_checked,)))
     return result
 
 

@@ -138,6 +138,26 @@ class RolloutResult:
     failed: np.ndarray | None = None
     failure: str = ""
 
+    def mark_failed(self, rows: np.ndarray, why: str) -> None:
+        """Add the rollouts ``rows`` ((N,) bool) to ``failed``, saying ``why`` in ``failure``."""
+        if not rows.any():
+            return
+        self.failed = rows.copy() if self.failed is None else self.failed | rows
+        self.failure = f"{self.failure}; {why}" if self.failure else why
+
+    def mark_non_finite(self, scratch: np.ndarray | None = None) -> None:
+        """Mark the rollouts whose numbers broke down (non-finite) as failed. Such a number never
+        recovers, so it shows at the end: the final position, the last sample and the clearances
+        are checked, in one pass when all is well (``scratch``: an optional reusable buffer of
+        their total size)."""
+        checks = (self.final_position_m, self.positions_m[-1], self.velocities_mps[-1], self.keep_out_clearance_m)
+        if scratch is None:
+            scratch = np.empty(sum(c.size for c in checks))
+        if np.isfinite(np.concatenate(checks, axis=None, out=scratch)).all():
+            return
+        finite = np.all([np.isfinite(c.reshape(-1, c.shape[-1])).all(axis=0) for c in checks], axis=0)
+        self.mark_failed(~finite, "its numbers broke down (non-finite)")
+
     def failed_candidates(self, candidates: int) -> np.ndarray:
         """(C,) bool: the candidates (rollout ``s * C + c``) with a rollout in ``failed``."""
         if self.failed is None:

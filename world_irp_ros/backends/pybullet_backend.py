@@ -296,7 +296,8 @@ def _simulate(cid: int, world: _World, r: np.ndarray, out: dict[str, np.ndarray]
             step(**kw)
             x1, q1 = get_pos(body, **kw)
             v1, w1 = get_vel(body, **kw)
-            t1 = t + h
+            # The last step ends at the horizon: t + h can fall an ulp short of it.
+            t1 = world.horizon if i == n_steps - 1 else t + h
             g1 = gaps(x1)
             g_min = min(g1)
             if g_min <= CONTACT_CHECK_M:
@@ -615,7 +616,8 @@ class PyBulletBackend:
 
     def rollout(self, batch: RolloutBatch) -> RolloutResult:
         """Roll the batch forward (see ``base.Backend``): rollouts split into contiguous chunks over
-        the workers, results joined in order; a dead worker raises ``BackendError``."""
+        the workers, results joined in order; a dead worker raises ``BackendError``, a rollout whose
+        numbers broke down is marked in ``failed``."""
         validated(batch)  # the analytic backend's checks: the same input domain, the same errors
         world = _world_of(batch, self.step_s(batch.dt_s), self.rolling == "bullet")
         params = _params_of(batch)
@@ -629,7 +631,11 @@ class PyBulletBackend:
                 bounds = np.linspace(0, n, chunks + 1).round().astype(int)
                 parts = self._map(world, [params[a:b] for a, b in zip(bounds, bounds[1:])])
                 out = {key: np.concatenate([p[key] for p in parts], axis=-1) for key in parts[0]}
-        return RolloutResult(sample_times_s=batch.sample_times_s.copy(), **out)
+        result = RolloutResult(sample_times_s=batch.sample_times_s.copy(), **out)
+        # An explicit drag force on a light, fast object can outgrow the step (k v dt > 2): then
+        # its numbers break down, and that rollout alone is marked.
+        result.mark_non_finite()
+        return result
 
     def _map(self, world: _World, chunks: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Chunks over the workers (each takes the next one when done), results in chunk order.
