@@ -248,6 +248,30 @@ def test_kernel_cache_is_keyed_on_the_sources_and_reused_by_a_new_process(tmp_pa
     assert not info["torch"], "the CPU engine must not need torch"
 
 
+def test_the_cache_hash_covers_every_module_compiled_into_the_kernel():
+    """numba watches only the kernel's own file: a change to anything it inlines from the package
+    (equations, ops, the event and mode numbers) must change the cache directory."""
+    import ast
+
+    from world_irp_ros.backends import _numba_kernel
+
+    package = Path(_numba_kernel.__file__).resolve().parents[1]
+    todo, compiled = [Path(_numba_kernel.__file__).resolve()], set()
+    while todo:
+        path = todo.pop()
+        if path in compiled:
+            continue
+        compiled.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = path.parents[node.level - 1].joinpath(*(node.module or "").split("."))
+                for name in [None] + [a.name for a in node.names]:
+                    candidate = (base / name if name else base).with_suffix(".py")
+                    if candidate.is_file() and package in candidate.parents:
+                        todo.append(candidate)
+    assert compiled == {Path(p).resolve() for p in _numba_kernel._SOURCES}
+
+
 def test_reused_output_arrays_never_overwrite_a_result_still_held(cpu):
     """Large output arrays come from a pool of arrays no result references any more. 16,384
     rollouts make every output array large enough to be pooled."""

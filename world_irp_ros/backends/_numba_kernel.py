@@ -41,6 +41,7 @@ from numba import prange
 from numba.core.caching import NullCache
 
 from ..physics import model, ops
+from . import base
 from ..physics.model import (BIG, MAX_SEGMENTS, MODE_FLIGHT, MODE_SUPPORTED, TINY, V_REST, advance_segment,
                              box_distance, free_step, gap3, grown_box, init_rollout, rk4, sample_point, write_samples)
 
@@ -440,7 +441,8 @@ _block_jit = numba.njit(fastmath=True, error_model="numpy", _nrt=False)(_rollout
 
 
 # ------------------------------------------------------------------------------ compile and cache
-_SOURCES = (model.__file__, ops.__file__, __file__)
+# base.py too: the model compiles its event and mode numbers into the kernel as constants.
+_SOURCES = (model.__file__, ops.__file__, base.__file__, __file__)
 _lock = threading.Lock()
 _kernels: dict[bool, object] = {}
 # numba's parallel kernels are not re-entrant across threads: every call goes through this lock.
