@@ -157,6 +157,32 @@ def test_backend_failure_halts_with_no_go():
     assert t["go"] is False and "GPU fell off the bus" in " ".join(t["verdict"]["reasons"])
 
 
+def test_a_failed_initial_guess_alone_does_not_stop_the_refinement(analytic):
+    """One rollout the model cannot finish fails its candidate only: when that is the initial
+    guess, the refinement goes on to its population and still finds a GO."""
+    class GuessFails:
+        """The analytic backend, but every rollout of the first batch (the guess) failed."""
+        name, device = analytic.name, analytic.device
+
+        def __init__(self):
+            self.calls = 0
+
+        def warmup(self):
+            analytic.warmup()
+
+        def rollout(self, batch):
+            result = analytic.rollout(batch)
+            self.calls += 1
+            if self.calls == 1:
+                result.mark_failed(np.ones(batch.size, dtype=bool), "more events than the model resolves")
+            return result
+
+    plugin = WorldIRP({"max_iterations": 10}, backend=GuessFails())
+    final, history = plugin.refine(plan(), {})
+    assert history[0].x.best.verdict.code == VerdictCode.NO_GO_BACKEND_ERROR
+    assert final.step_idx >= 1 and final.x.best.verdict.go, plugin.get_halt_reason(history)
+
+
 def test_halt_reasons_are_documented():
     plugin = WorldIRP({})
     assert plugin.get_halt_reason([]) == "no_history"

@@ -422,8 +422,8 @@ class PlannerState:
     ``dist``: the sampling distribution for the next iteration; ``best``: the lowest-energy
     candidate so far; ``step_best``: the best of the last iteration; ``energies``: that
     iteration's energies; ``evaluations``: candidates rehearsed in all; ``backend``/``device``:
-    what answered the last rehearsal; ``backend_failed``: no candidate of the last rehearsal
-    could be judged; ``n_go``: GO candidates in the last iteration.
+    what answered the last rehearsal; ``backend_failed``: no candidate of the last iteration's
+    population could be judged; ``n_go``: GO candidates in the last iteration.
     """
 
     iteration: int
@@ -483,8 +483,10 @@ class ThrowPlanner:
         dist = self.cem.initial(self.problem.initial_guess())
         cands, outcome = self._evaluate(dist.mean[None, :], 0)
         c = cands[0]
+        # backend_failed stays False: the guess alone failing (one rollout the model cannot finish)
+        # says nothing about the backend; the first iteration's population does.
         return PlannerState(0, dist, c, c, np.array([c.energy]), 1, outcome.backend, outcome.device,
-                            outcome.latency_ms, c.verdict.code not in OUTCOME_CODES, int(c.verdict.go))
+                            outcome.latency_ms, n_go=int(c.verdict.go))
 
     def step(self, state: PlannerState) -> PlannerState:
         """One CEM iteration: sample, rehearse the population in one batch, score, refit."""
