@@ -217,3 +217,39 @@ def test_gate_serves_requests_before_plan_steps():
     plan.join(5.0)
     request.join(5.0)
     assert order == ["request", "plan"]
+
+
+def test_a_plan_canceled_while_waiting_for_its_first_rehearsal_ends_canceled():
+    """The rehearser is busy with a long request when the plan's goal is canceled: the goal ends
+    CANCELED with NO_GO_CANCELED (not ABORTED as if the node had stopped)."""
+    import itertools
+    import types
+
+    from rclpy.clock import Clock
+    from world_irp_ros.action import PlanAction
+    from world_irp_ros.ros import plan_action
+    from world_irp_ros.ros.node import Gate
+    from world_irp_ros.ros.params import SPECS, Settings
+    from world_irp_ros.scene import Environment, ObjectModel
+
+    gate = Gate()
+    assert gate.acquire(0.0, "a long request")
+    stone = ObjectModel("stone", "sphere", (0.03, 0.0, 0.0), 0.2, position_m=(0.0, 0.0, 1.0))
+    quiet = types.SimpleNamespace(info=lambda *_: None, warning=lambda *_: None, error=lambda *_: None)
+    node = types.SimpleNamespace(
+        _settings=Settings(**{spec.name: spec.default for spec in SPECS}), _gate=gate, _active=True,
+        _rehearser=object(), _ids=itertools.count(1), _plan_lock=threading.Lock(), _log_once=lambda *_: None,
+        _state_problem=lambda *_: (stone, None), _environment=Environment, get_clock=Clock,
+        _stats=types.SimpleNamespace(record_plan=lambda: None), get_logger=lambda: quiet)
+    goal = PlanAction.Goal(object_id="stone")
+    goal.criteria.target.center.x, goal.criteria.target.radius_m = 2.0, 0.2
+    goal.limits.release_position.z, goal.limits.max_release_speed_mps = 1.0, 8.0
+    goal.limits.min_elevation_rad, goal.limits.max_elevation_rad = -1.5, 1.5
+    goal.limits.min_azimuth_rad, goal.limits.max_azimuth_rad = -3.0, 3.0
+    ended: list[str] = []
+    handle = types.SimpleNamespace(request=goal, is_cancel_requested=True, publish_feedback=lambda _: None,
+                                   canceled=lambda: ended.append("canceled"), abort=lambda: ended.append("aborted"),
+                                   succeed=lambda: ended.append("succeeded"))
+    result = plan_action.run_plan(node, handle)
+    assert ended == ["canceled"]
+    assert result.verdict.code_name == "NO_GO_CANCELED" and not result.go and result.halt_reason == "canceled"

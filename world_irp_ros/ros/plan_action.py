@@ -205,7 +205,11 @@ def _run_locked(node, goal_handle, goal, request_id, receipt, refuse) -> PlanAct
     except PlanInterrupted:
         halt_reason = "canceled" if goal_handle.is_cancel_requested else "node deactivated"
     if not history:
-        return refuse(VerdictCode.NO_GO_NOT_ACTIVE, f"plan stopped before its first rehearsal ({halt_reason})")
+        reason = f"plan stopped before its first rehearsal ({halt_reason})"
+        if halt_reason == "canceled":
+            goal_handle.canceled()
+            return _result(node, no_go(model.id, VerdictCode.NO_GO_CANCELED, reason), halt_reason, request_id)
+        return refuse(VerdictCode.NO_GO_NOT_ACTIVE, reason)
     last = history[-1]
     best = last.x.best
     halt_reason = halt_reason or irp.get_halt_reason(history)
