@@ -24,6 +24,13 @@ PACKAGES = [
     "world_irp_ros.ros",
     "world_irp_ros.cli",
 ]
+# What the library imports (test/test_packaging.py checks the list against its imports).
+# torch is required too, but deliberately not listed: an unpinned `torch` from PyPI pulls the
+# multi-GB CUDA build. Install it from requirements.lock (torch==2.13.0, CPU build) or pick the
+# build for your machine from pytorch.org. requirements.lock pins all of these.
+REQUIRES = ["numpy", "numba", "transforms3d", "pybullet", "matplotlib"]
+# What only the tests add.
+TEST_REQUIRES = ["pytest", "pytest-timeout", "hypothesis", "scipy", "jsonschema", "PyYAML"]
 DATA_PACKAGES = {
     "world_irp_ros.schemas": ["*.json"],  # JSON schemas, data only
 }
@@ -49,17 +56,8 @@ setup(
     + [p for p in DATA_PACKAGES if _present(p, need_init=False)],
     package_data={p: globs for p, globs in DATA_PACKAGES.items() if _present(p, need_init=False)},
     include_package_data=False,
-    # torch is required too, but deliberately not listed: an unpinned `torch` from PyPI pulls the
-    # multi-GB CUDA build. Install it from requirements.lock (torch==2.13.0, CPU build) or pick
-    # the build for your machine from pytorch.org. requirements.lock pins everything below.
-    install_requires=[
-        "numpy",
-        "numba",
-        "scipy",
-        "transforms3d",
-        "jsonschema",
-        "PyYAML",
-    ],
+    install_requires=REQUIRES,
+    extras_require={"test": TEST_REQUIRES},
     entry_points={"console_scripts": ["world-irp = world_irp_ros.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

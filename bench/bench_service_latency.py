@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from world_irp_ros.ros.closed_loop import stop_process  # noqa: E402  (one way to stop a node process)
+from world_irp_ros.cli.closed_loop import stop_process  # noqa: E402  (one way to stop a node process)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -2,7 +2,7 @@
 
     ros2 launch world_irp_ros sim_demo.launch.py [trials:=10]
 
-The same three nodes `./run demo` starts as processes (world_irp_ros/ros/closed_loop.py); the
+The same three nodes `./run demo` starts as processes (world_irp_ros/cli/closed_loop.py); the
 world_irp node configures and activates itself (``autostart`` in config/sim_demo.yaml).
 """
 import os

@@ -54,6 +54,32 @@ def test_listed_packages_are_inside_the_library():
         assert name.split(".")[-1] not in {"msg", "srv", "action"}, "interfaces are not pip's"
 
 
+def _third_party_imports(files) -> set[str]:
+    """Top-level names of the modules ``files`` import that are neither the standard library's
+    nor this package's."""
+    names = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"world_irp_ros", "__future__"}
+
+
+def test_install_requires_is_what_the_library_imports():
+    """setup.py's REQUIRES names every third-party module the library outside ros/ imports, and
+    nothing else (torch aside, see setup.py; SAGE is optional: subclassed when installed); the ROS
+    adapters add only ROS packages."""
+    requires = {name.lower() for name in setup_constants()["REQUIRES"]}
+    core = [f for f in LIB.rglob("*.py") if "ros" not in f.relative_to(LIB).parts[:1]]
+    assert _third_party_imports(core) - {"torch", "sage"} == requires
+    ros_only = _third_party_imports(LIB.joinpath("ros").rglob("*.py")) - requires
+    assert ros_only <= {"rclpy", "rcl_interfaces", "builtin_interfaces", "std_msgs", "geometry_msgs",
+                        "visualization_msgs", "diagnostic_msgs", "lifecycle_msgs", "rosgraph_msgs",
+                        "action_msgs"}, ros_only
+
+
 def test_console_script_declared():
     assert '"world-irp = world_irp_ros.cli:main"' in (REPO / "setup.py").read_text()
 

@@ -242,6 +242,9 @@ def _base_batch(scene: Scene, action: CandidateAction, t: np.ndarray) -> Rollout
     return replace(build_batch(request, 1), sample_times_s=t)
 
 
+K_START_PER_M = 1e-3
+
+
 def fit_flight(backend: Backend, scene: Scene, action: CandidateAction, observed: ObservedTrack,
                iterations: int = 8) -> CalibrationResult:
     """Refit release position, release velocity and the drag factor to the flight part of an
@@ -257,9 +260,10 @@ def fit_flight(backend: Backend, scene: Scene, action: CandidateAction, observed
         raise ValueError("too few flight samples to calibrate (need 6 after release, before landing)")
     base = _base_batch(scene, action, t)
     # Parameters: p0 (3), v0 (3), log k. Steps for finite differences are small against the noise.
+    # k starts at no less than K_START_PER_M: log k moves by at most 1 per iteration, so a start
+    # far below the stones' 0.005-0.05 1/m (a drag coefficient perceived as 0) would never get there.
     theta = np.concatenate([base.position_m[:, 0], base.velocity_mps[:, 0],
-                            [np.log(max(base.drag_k_per_m[0], 1e-6))]])
-    k0 = float(np.exp(theta[6]))
+                            [np.log(max(base.drag_k_per_m[0], K_START_PER_M))]])
 
     def positions_of(cols: np.ndarray) -> np.ndarray:
         batch = _replicate(base, cols.shape[1])
@@ -271,11 +275,11 @@ def fit_flight(backend: Backend, scene: Scene, action: CandidateAction, observed
     # k changes by at most a factor e per iteration
     theta, var, rms_before, rms_after = _gauss_newton(
         positions_of, theta, np.array([1e-4] * 6 + [1e-3]), obs, iterations, np.array([np.inf] * 6 + [1.0]))
-    k = float(np.exp(theta[6]))
-    cd_before = obj.drag_coefficient
-    cd_after = cd_before * k / k0 if k0 > 0 else cd_before
-    return CalibrationResult(["drag_coefficient"], [cd_before], [cd_after], [_log_fit_std(cd_after, var, 6)],
-                             rms_before, rms_after)
+    cd_after = obj.drag_coefficient_of(float(np.exp(theta[6])), scene.environment.air_density_kgpm3)
+    if cd_after is None:        # in a vacuum the flight says nothing about the drag coefficient
+        return CalibrationResult(rms_before_m=rms_before, rms_after_m=rms_after)
+    return CalibrationResult(["drag_coefficient"], [obj.drag_coefficient], [cd_after],
+                             [_log_fit_std(cd_after, var, 6)], rms_before, rms_after)
 
 
 # An object has started to move once it is this far (m) from where it rested: several times the

@@ -58,7 +58,3 @@ class BackendError(WorldIrpError):
     code = VerdictCode.NO_GO_BACKEND_ERROR
 
 
-class DeadlineError(WorldIrpError):
-    """The rehearsal could not finish before its deadline."""
-
-    code = VerdictCode.NO_GO_DEADLINE

@@ -114,8 +114,7 @@ class WorldIRP(IRPPlugin):
         problem = self.problem_of(x0)
         planner = ThrowPlanner(self.rehearser, problem)
         x = planner.project(planner.initial_state())
-        meta = {"planner": planner, "task_ctx": dict(task_ctx or {}), "started_perf": started,
-                "max_steps": self._max_steps(problem, None)}
+        meta = {"planner": planner, "task_ctx": dict(task_ctx or {}), "max_steps": self._max_steps(problem, None)}
         meta["elapsed_ms"] = (time.perf_counter() - started) * 1e3
         return IRPState(x=x, step_idx=0, energy_val=None, meta=meta)
 
@@ -226,7 +225,6 @@ class WorldIRP(IRPPlugin):
         hist = history if history is not None else []
         hist.clear()
         state = self.init_state(x0, task_ctx or {})
-        state.meta["started_perf"] = started
         if max_steps is not None:
             state.meta["max_steps"] = min(state.meta["max_steps"], max(0, int(max_steps)))
         state.energy_val = self.energy(state)
@@ -252,9 +250,4 @@ class WorldIRP(IRPPlugin):
         return history[-1], history
 
 
-def best_of(state: IRPState) -> dict[str, Any]:
-    """The best candidate of a WorldIRP state as a JSON-ready dict (action, params, verdict...)."""
-    return state.x.best.to_dict()
-
-
-__all__ = ["HALT_REASONS", "SAGE_BASE", "WorldIRP", "best_of", "IRPPlugin", "IRPState"]
+__all__ = ["HALT_REASONS", "SAGE_BASE", "WorldIRP", "IRPPlugin", "IRPState"]

@@ -16,7 +16,7 @@ import numpy as np
 from .backends import Backend
 from .backends.base import EVENT_GROUND, EVENT_KEEP_OUT, EVENT_NAMES, EVENT_OBSTACLE, RolloutBatch, RolloutResult
 from .errors import ValidationError, VerdictCode
-from .scene import Environment, RehearsalRequest
+from .scene import Environment, RehearsalRequest, drag_factor_per_m
 from .verdicts import Verdict, choose_best, judge, keep_out_margin_m, no_go, no_go_all
 
 DEFAULT_DT_S = 1.0 / 60.0
@@ -129,7 +129,7 @@ def build_batch(request: RehearsalRequest, samples: int, dt_s: float = DEFAULT_D
         half_extent_m=np.stack([tile(half[i]) for i in range(3)]),
         radius_m=tile(per_object([o.radius_m for o in models])),
         rolls=tile(per_object([1.0 if o.rolls else 0.0 for o in models])),
-        drag_k_per_m=(env.air_density_kgpm3 * cd * area / (2.0 * m)).reshape(-1),
+        drag_k_per_m=drag_factor_per_m(env.air_density_kgpm3, cd, area, m).reshape(-1),
         restitution=e.reshape(-1), friction=tile(per_object([o.friction for o in models])),
         rolling_resistance=tile(per_object([o.rolling_resistance for o in models])),
         gravity_mps2=np.asarray(env.gravity_mps2, dtype=np.float64),

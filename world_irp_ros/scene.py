@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -160,6 +160,12 @@ class Environment:
         return out
 
 
+def drag_factor_per_m(air_density_kgpm3, drag_coefficient, cross_section_m2, mass_kg):
+    """The drag law's factor k = rho Cd A / (2 m), so that drag decelerates by k |v| v (1/m;
+    numbers or NumPy arrays)."""
+    return air_density_kgpm3 * drag_coefficient * cross_section_m2 / (2.0 * mass_kg)
+
+
 @dataclass(frozen=True)
 class Uncertainty:
     """1-sigma spreads sampled by the rehearsal; all zero means a deterministic prediction."""
@@ -277,7 +283,13 @@ class ObjectModel:
 
     def drag_k_per_m(self, air_density_kgpm3: float) -> float:
         """Drag factor k = rho Cd A / (2 m): drag acceleration is -k |v| v."""
-        return air_density_kgpm3 * self.drag_coefficient * self.cross_section_m2() / (2.0 * self.mass_kg)
+        return drag_factor_per_m(air_density_kgpm3, self.drag_coefficient, self.cross_section_m2(), self.mass_kg)
+
+    def drag_coefficient_of(self, drag_k_per_m: float, air_density_kgpm3: float) -> float | None:
+        """The drag coefficient that gives this object the drag factor ``drag_k_per_m``; None in a
+        vacuum, where drag says nothing about it."""
+        scale = drag_factor_per_m(air_density_kgpm3, 1.0, self.cross_section_m2(), self.mass_kg)
+        return drag_k_per_m / scale if scale > 0.0 else None
 
 
 # ------------------------------------------------------------------------------ action/criteria
@@ -423,9 +435,6 @@ class RehearsalRequest:
             return self.samples
         return 1 if self.is_deterministic else DEFAULT_SAMPLES
 
-    def with_actions(self, actions: tuple[CandidateAction, ...]) -> "RehearsalRequest":
-        """The same request with other candidates (planning rehearses populations this way)."""
-        return replace(self, actions=tuple(actions))
 
 
 # ------------------------------------------------------------------------------- JSON parsing

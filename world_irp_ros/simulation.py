@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pybullet
 
-from .scene import CandidateAction, Environment, KeepOutZone, ObjectModel, Obstacle, TargetRegion, Uncertainty
+from .scene import (CandidateAction, Environment, KeepOutZone, ObjectModel, Obstacle, TargetRegion, Uncertainty,
+                    drag_factor_per_m)
 
 SIM_DT_S = 1.0 / 480.0  # well below PyBullet's default 1/240 s: its Euler step error is ~dt * v
 
@@ -28,8 +29,8 @@ class SimStone:
 
 
 def default_stones() -> tuple[SimStone, ...]:
-    """Stones of different mass, size and drag; the perceived drag is off by about 30 %, and the
-    granite is 30 % heavier than it looks (a push shows it)."""
+    """Stones of different mass, size and drag; the true drag coefficients are about 30 % above the
+    perceived ones, and the granite is 30 % heavier than it looks (a push shows it)."""
     def stone(id_, radius, mass_true, mass_seen, cd_true, cd_seen, e_true, e_seen, y):
         model = ObjectModel(id_, "sphere", (radius, 0.0, 0.0), mass_seen, drag_coefficient=cd_seen,
                             restitution=e_seen, friction=0.5, rolling_resistance=0.05,
@@ -151,7 +152,9 @@ class SimWorld:
                 p, v = self.state(object_id)
                 speed = float(np.linalg.norm(v))
                 if speed > 1e-9:
-                    force = -0.5 * rho * stone.true_drag_coefficient * stone.model.cross_section_m2() * speed * v
+                    m = stone.true_mass_kg
+                    force = -m * drag_factor_per_m(rho, stone.true_drag_coefficient, stone.model.cross_section_m2(),
+                                                   m) * speed * v
                     pybullet.applyExternalForce(body, -1, tuple(force), tuple(p), pybullet.WORLD_FRAME, **self._pb)
             pybullet.stepSimulation(**self._pb)
             self.time_s += SIM_DT_S

@@ -223,12 +223,13 @@ def _go_reason(criteria: Criteria, miss_m: float, landing_time_s: float) -> str:
 
 def choose_best(verdicts: list[Verdict]) -> int:
     """Index of the candidate to execute: the GO one with the highest success probability, then
-    the smallest miss, then the largest clearance; -1 when none is GO. Marks it ``chosen``."""
+    the lowest collision probability, the smallest miss, the largest clearance; -1 when none is
+    GO. Marks it ``chosen``."""
     best, key = -1, None
     for i, v in enumerate(verdicts):
         if not v.go:
             continue
-        miss = v.miss_distance_m if np.isfinite(v.miss_distance_m) else 0.0
+        miss = v.miss_distance_m if math.isfinite(v.miss_distance_m) else 0.0
         k = (-v.success_probability, v.collision_probability, miss, -v.clearance_m)
         if key is None or k < key:
             best, key = i, k

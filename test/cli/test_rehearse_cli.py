@@ -11,9 +11,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from world_irp_ros.backends import REGISTRY
+from world_irp_ros.backends import NAMES, REGISTRY
 from world_irp_ros.cli import main
-from world_irp_ros.cli.common import BACKEND_CHOICES, EXIT_BACKEND, EXIT_BAD_INPUT, EXIT_OK
+from world_irp_ros.cli.common import EXIT_BACKEND, EXIT_BAD_INPUT, EXIT_OK
 
 REPO = Path(__file__).resolve().parents[2]
 RESULT_SCHEMA = json.loads((REPO / "world_irp_ros" / "schemas" / "result.schema.json").read_text())
@@ -168,7 +168,7 @@ def test_text_output_and_samples_option(files, child_env):
 
 
 def test_unavailable_backend_is_a_clear_error(files, child_env):
-    missing = [b for b in BACKEND_CHOICES if b not in REGISTRY]
+    missing = [b for b in NAMES if b not in REGISTRY]
     if missing:
         proc = run("rehearse", files["throws"], "--json", "--backend", missing[0], cwd=files["dir"], env=child_env)
     else:
@@ -181,6 +181,8 @@ def test_unavailable_backend_is_a_clear_error(files, child_env):
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "not available" in proc.stderr
+    if missing:
+        assert f"this build does not ship backend {missing[0]!r}" in proc.stderr
 
 
 # --------------------------------------------------------------------------------- help texts

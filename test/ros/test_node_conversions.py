@@ -132,7 +132,7 @@ def test_trajectory_and_verdict_to_msg(m):
 
 def test_parameter_rules():
     from rclpy.parameter import Parameter
-    from world_irp_ros.ros.params import validate_changes
+    from world_irp_ros.ros.params import SPEC_BY_NAME, descriptor, validate_changes
 
     assert validate_changes([Parameter("num_samples", value=8)], configured=True) is None
     assert "configure" in validate_changes([Parameter("backend", value="pybullet")], configured=True)
@@ -143,6 +143,9 @@ def test_parameter_rules():
     # The kept states are in the configured frame: a new one waits for cleanup (which drops them).
     assert "configure" in validate_changes([Parameter("frame_id", value="map")], configured=True)
     assert validate_changes([Parameter("frame_id", value="map")], configured=False) is None
+    assert descriptor(SPEC_BY_NAME["frame_id"]).additional_constraints == "only changeable while unconfigured"
+    assert descriptor(SPEC_BY_NAME["backend"]).additional_constraints == \
+        "one of: analytic, pybullet, learned; only changeable while unconfigured"
 
 
 def test_readme_states_each_topics_qos():

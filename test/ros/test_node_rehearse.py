@@ -319,6 +319,12 @@ def test_runtime_parameters_accepted_and_rejected(client):
         assert not bad.successful and "configure" in bad.reason, name
     assert client.get_param("min_success_probability") == 0.9
     assert client.get_param("backend") == "analytic"
+    # dt_s and gravity together: a step may not outlast the shortest hop (20 ms at 15 m/s^2).
+    [ok] = client.set_params(dt_s=0.025)
+    [bad] = client.set_params(gravity_mps2=[0.0, 0.0, -15.0])
+    client.set_params(dt_s=1.0 / 60.0)
+    assert ok.successful and not bad.successful and "shortest hop" in bad.reason
+    assert client.get_param("gravity_mps2")[2] == -9.81
     # max_candidates lowered at runtime takes effect on the next request.
     [ok] = client.set_params(max_candidates=2)
     try:

@@ -17,6 +17,13 @@ REGISTRY: dict[str, str] = {
     "pybullet": "world_irp_ros.backends.pybullet_backend:PyBulletBackend",
 }
 
+# Names the command line and the node's parameter accept without an implementation here: the
+# CLI contract names a learned backend, which this build does not ship (asking for it fails with
+# that reason, it is never faked).
+NOT_SHIPPED = ("learned",)
+# Every backend name the CLI and the node accept.
+NAMES = tuple(dict.fromkeys((*sorted(REGISTRY), *NOT_SHIPPED)))
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -37,6 +44,9 @@ def resolve_device(device: str) -> str:
 
 def create_backend(name: str, device: str = "auto", **options: Any) -> Backend:
     """Instantiate the backend registered as ``name`` on ``device`` (resolved here, once)."""
+    if name in NOT_SHIPPED and name not in REGISTRY:
+        raise BackendError(f"this build does not ship backend {name!r} (registered: "
+                           f"{', '.join(sorted(REGISTRY))})", "backend")
     if name not in REGISTRY:
         raise ValidationError(f"unknown backend {name!r} (known: {', '.join(sorted(REGISTRY))})", "backend")
     module_name, class_name = REGISTRY[name].split(":")
@@ -47,4 +57,5 @@ def create_backend(name: str, device: str = "auto", **options: Any) -> Backend:
     return cls(device=resolve_device(device), **options)
 
 
-__all__ = ["Backend", "RolloutBatch", "RolloutResult", "REGISTRY", "create_backend", "resolve_device"]
+__all__ = ["Backend", "DEVICES", "NAMES", "RolloutBatch", "RolloutResult", "REGISTRY", "create_backend",
+           "resolve_device"]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, ValidationError
-from ..physics.model import BIG, MAX_SEGMENTS, UNSET, V_BOUNCE_STOP, max_samples_per_step
+from ..physics.model import BIG, MAX_SEGMENTS, UNSET, max_samples_per_step, max_step_s
 from .base import MAX_EVENTS, RolloutBatch, RolloutResult
 
 ENGINES = ("numba", "torch")
@@ -70,9 +70,7 @@ def _check_world(world: dict[str, np.ndarray], scalars: tuple[float, ...]) -> No
             raise ValidationError(f"{_WORLD[key]} exceeds {limit:g} {unit} in magnitude", f"batch.{_WORLD[key]}")
     if world["gravity"][2] >= 0.0:
         raise ValidationError("gravity must have a negative z component", "batch.gravity_mps2")
-    # A hop shorter than a step would be lost in it (its landing taken for its start): the last
-    # hop before bouncing ends, at V_BOUNCE_STOP, must outlast the step.
-    dt_max = 2.0 * V_BOUNCE_STOP / -world["gravity"][2]
+    dt_max = max_step_s(world["gravity"][2])
     if scalars[4] > dt_max:
         raise ValidationError(f"dt_s {scalars[4]:g} s is longer than the shortest hop, 2 V_BOUNCE_STOP / |g_z| = "
                               f"{dt_max:g} s", "batch.dt_s")

@@ -579,7 +579,6 @@ class PyBulletBackend:
         if rolling not in ("force", "bullet"):
             raise ValidationError(f"must be 'force' or 'bullet', got {rolling!r}", "rolling")
         self.device = "cpu"
-        self.requested_device = device
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self.max_step_s = float(max_step_s)
         self.inprocess_max = int(inprocess_max)

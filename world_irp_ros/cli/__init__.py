@@ -39,15 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     rehearse.add_parser(sub)
     plan.add_parser(sub)
     demo.add_parser(sub)
-    loop = sub.add_parser("closed-loop", add_help=False,
-                          help="closed-loop demo over ROS 2 node processes (own --help)")
-    loop.set_defaults(func=lambda args: _closed_loop([]))
+    # Listed for --help only: main() hands "closed-loop" its own arguments before parsing.
+    sub.add_parser("closed-loop", add_help=False, help="closed-loop demo over ROS 2 node processes (own --help)")
     return parser
 
 
 def _closed_loop(argv: list[str]) -> int:
     # Imported only when asked for (it drives ROS 2 node processes); it parses its own options.
-    from ..ros.closed_loop import main as closed_loop_main
+    from .closed_loop import main as closed_loop_main
 
     return int(closed_loop_main(argv))
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-from ..backends import REGISTRY, Backend, create_backend
+from ..backends import DEVICES, NAMES, Backend, create_backend
 from ..errors import VerdictCode, WorldIrpError
 
 # Exit statuses of world-irp (also in `world-irp --help`).
@@ -19,9 +19,12 @@ EXIT_USAGE = 2            # argparse: bad command line
 EXIT_BACKEND = 3          # the backend could not be created or warmed up
 EXIT_NO_GO = 4            # plan: no GO action found
 
-# Names offered on the command line: the registry's, plus those other parts of the project add.
-BACKEND_CHOICES = tuple(sorted(set(REGISTRY) | {"analytic", "pybullet", "learned"}))
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--device``, which every subcommand that rehearses takes."""
+    parser.add_argument("--backend", default="analytic", choices=NAMES, help="forward model (default: analytic)")
+    parser.add_argument("--device", default="auto", choices=DEVICES, help="where the model runs (default: auto)")
+
 
 T = TypeVar("T")
 

@@ -17,8 +17,8 @@ from ..planning import parse_plan
 from ..plotting import plot_rehearsal, verdict_counts
 from ..rehearsal import Rehearser
 from ..scene import parse_request
-from .common import (BACKEND_CHOICES, DEVICE_CHOICES, EXIT_BAD_INPUT, EXIT_OK, InputError, emit, error, find_config,
-                     finite, load_input, open_backend, output_folder)
+from .common import (EXIT_BAD_INPUT, EXIT_OK, InputError, add_model_arguments, emit, error, find_config, finite,
+                     load_input, open_backend, output_folder)
 from .plan import plan_problem
 
 SCENE = "scenes/stone_throw.json"
@@ -26,14 +26,14 @@ PLAN = "scenes/stone_throw_plan.json"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``demo`` and its options to the subcommands ``sub``."""
     p = sub.add_parser(
         "demo", help="stone-throw demo: rehearse a fan of throws, plan one, plot them",
         description="Rehearse a fan of candidate throws of a stone at a target on a table next to a laptop "
                     "(a keep-out box), plan a throw with the IRP refinement, print a summary and write "
                     "stone_throw.png (side and top views, trajectories coloured by verdict) and summary.json.")
     p.add_argument("--out", default="out/demo", metavar="DIR", help="output folder (default: out/demo)")
-    p.add_argument("--backend", default="analytic", choices=BACKEND_CHOICES, help="forward model (default: analytic)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where the model runs (default: auto)")
+    add_model_arguments(p)
     p.add_argument("--scene", metavar="FILE", help=f"request file to rehearse (default: config/{SCENE})")
     p.add_argument("--plan", metavar="FILE", help=f"plan file for the IRP (default: config/{PLAN})")
     p.add_argument("--no-plan", action="store_true", help="skip the IRP planning step")
@@ -48,6 +48,7 @@ OUTPUTS = ("stone_throw.png", "summary.json")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``world-irp demo`` with the parsed ``args``; returns the exit status."""
     try:
         scene_path = args.scene or str(find_config(SCENE))
         plan_path = None if args.no_plan else (args.plan or str(find_config(PLAN)))

@@ -8,10 +8,11 @@ from typing import Any
 
 from ..irp import IRPState, WorldIRP
 from ..planning import ThrowProblem, parse_plan
-from .common import BACKEND_CHOICES, DEVICE_CHOICES, EXIT_NO_GO, EXIT_OK, bounded, dumps, emit, load_input, open_backend
+from .common import EXIT_NO_GO, EXIT_OK, add_model_arguments, bounded, dumps, emit, load_input, open_backend
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``plan`` and its options to the subcommands ``sub``."""
     p = sub.add_parser(
         "plan", help="plan a throw by iterative refinement (the WorldIRP plugin)",
         description="Refine a throw by the cross-entropy method: each step rehearses a population of throws "
@@ -21,8 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog="Plan format: world_irp_ros/schemas/plan.schema.json (a request with a 'plan' block instead of "
                "'actions'). Example: config/scenes/stone_throw_plan.json.")
     p.add_argument("file", metavar="FILE", help="plan file (JSON)")
-    p.add_argument("--backend", default="analytic", choices=BACKEND_CHOICES, help="forward model (default: analytic)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where the model runs (default: auto)")
+    add_model_arguments(p)
     p.add_argument("--max-iterations", type=bounded(int, 1), metavar="N",
                    help="at most N refinement steps, and never more than the file's plan.max_iterations "
                         "(default: that)")
@@ -89,6 +89,7 @@ def summary_text(file: str, report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``world-irp plan`` with the parsed ``args``; returns the exit status."""
     problem = load_input(args.file, parse_plan)  # InputError, BackendUnavailable: main() reports them
     backend = open_backend(args.backend, args.device)
     plugin = WorldIRP({"backend": args.backend, "device": args.device, "max_iterations": problem.max_iterations},

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import argparse
 
+from ..backends import NAMES
 from ..rehearsal import RehearsalOutcome, Rehearser
 from ..scene import parse_request
-from .common import (BACKEND_CHOICES, DEVICE_CHOICES, EXIT_BAD_INPUT, EXIT_OK, InputError, bounded, dumps, emit,
-                     error, load_input, open_backend)
+from .common import (EXIT_BAD_INPUT, EXIT_OK, InputError, add_model_arguments, bounded, dumps, emit, error,
+                     load_input, open_backend)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``rehearse`` and its options to the subcommands ``sub``."""
     p = sub.add_parser(
         "rehearse", help="judge the candidate actions of request files (GO / NO-GO)",
         description="Rehearse every candidate action of each request file in the forward model and print its "
@@ -18,10 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog="Request format: world_irp_ros/schemas/request.schema.json; output of --json (one object per "
                "file, JSON Lines): world_irp_ros/schemas/result.schema.json.")
     p.add_argument("files", nargs="+", metavar="FILE", help="request file(s) (JSON)")
-    p.add_argument("--backend", default="analytic", choices=BACKEND_CHOICES, help="forward model (default: analytic)")
-    p.add_argument("--fallback", choices=BACKEND_CHOICES, default=None,
+    add_model_arguments(p)
+    p.add_argument("--fallback", choices=NAMES, default=None,
                    help="backend to try when the first one fails on a request (named in the reasons)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where the model runs (default: auto)")
     p.add_argument("--samples", type=bounded(int, 1, 4096), metavar="N",
                    help="uncertainty samples per candidate (default: the file's, else 1 when nothing is "
                         "uncertain and 64 otherwise)")
@@ -63,6 +64,7 @@ def outcome_text(file: str, outcome: RehearsalOutcome) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``world-irp rehearse`` with the parsed ``args``; returns the exit status."""
     backend = open_backend(args.backend, args.device)  # BackendUnavailable: main() reports it
     fallback = open_backend(args.fallback, args.device) if args.fallback else None
     rehearser = Rehearser(backend, fallback)

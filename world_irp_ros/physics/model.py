@@ -202,14 +202,6 @@ def hermite_ds(q0, u0, q1, u1, s):
     return (6.0 * s2 - 6.0 * s) * (q0 - q1) + (3.0 * s2 - 4.0 * s + 1.0) * u0 + (3.0 * s2 - 2.0 * s) * u1
 
 
-@physics
-def hermite_velocity(q0, v0, q1, v1, s, inv_h):
-    """Time derivative of the Hermite cubic of a segment of length h (``inv_h = 1/h``) from its
-    end velocities: exact at the ends, also for a zero-length segment."""
-    s2 = s * s
-    return (6.0 * s2 - 6.0 * s) * (q0 - q1) * inv_h + (3.0 * s2 - 4.0 * s + 1.0) * v0 + (3.0 * s2 - 2.0 * s) * v1
-
-
 @physics_call
 def hermite_root(f0, d0, f1, d1):
     """First s in [0, 1] where the Hermite cubic of (f0, d0, f1, d1) reaches 0 (f0 >= 0 >= f1).
@@ -398,7 +390,7 @@ def sample_point(t0, seg_h, inv, ts, p0x, p0y, p0z, v0x, v0y, v0z, p1x, p1y, p1z
     a1 = (s3 - 2.0 * s2 + s) * seg_h
     a2 = 3.0 * s2 - 2.0 * s3
     a3 = (s3 - s2) * seg_h
-    b0 = (6.0 * s2 - 6.0 * s) * inv          # and its time derivative (``hermite_velocity``)
+    b0 = (6.0 * s2 - 6.0 * s) * inv          # and its time derivative
     b1 = 3.0 * s2 - 4.0 * s + 1.0
     b3 = 3.0 * s2 - 2.0 * s
     return (a0 * p0x + a1 * v0x + a2 * p1x + a3 * v1x, a0 * p0y + a1 * v0y + a2 * p1y + a3 * v1y,
@@ -745,6 +737,13 @@ def advance_segment(active, t, t_end, px, py, pz, vx, vy, vz, w, mode, sup, mu_s
             where(active, nmode, mode), where(active, nsup, sup), where(active, nmu, mu_s), ks, evc)
 
 
+def max_step_s(gravity_z_mps2: float) -> float:
+    """The longest integration step the model allows under vertical gravity ``gravity_z_mps2``:
+    the shortest hop, 2 V_BOUNCE_STOP / |g_z|. A hop shorter than a step would be lost inside
+    it, its landing taken for its start."""
+    return 2.0 * V_BOUNCE_STOP / abs(gravity_z_mps2)
+
+
 def max_samples_per_step(tsamp, dt):
     """How many sample times one step of length ``dt`` can hold (bounds a fixed loop); NumPy."""
     t = np.asarray(tsamp, dtype=np.float64)
@@ -756,7 +755,7 @@ def max_samples_per_step(tsamp, dt):
 
 __all__ = [
     "V_BOUNCE_STOP", "V_REST", "SLIP_EPS", "ROLL_DRAG", "SPIN_RATE", "SPIN_IMPULSE", "MAX_SEGMENTS", "UNSET",
-    "accel", "rk4", "motion_params", "phase_ends", "free_step", "hermite", "hermite_ds", "hermite_velocity",
+    "max_step_s", "accel", "rk4", "motion_params", "phase_ends", "free_step", "hermite", "hermite_ds",
     "hermite_root", "slab", "box_entry", "chord_box_overlap", "locate_on_axis", "gap3", "box_distance",
     "zone_chord", "chord_min_distance", "impact_up", "reflect", "sample_point", "write_samples", "insert_event",
     "init_rollout", "advance_segment", "max_samples_per_step",

@@ -443,7 +443,9 @@ class RehearseFn(Protocol):
     """What the planner needs from a rehearser (``Rehearser.rehearse``)."""
 
     def rehearse(self, request: RehearsalRequest, deadline_ms: float | None = None,
-                 samples: int | None = None) -> Any: ...
+                 samples: int | None = None) -> Any:
+        """Judge every candidate of ``request`` (``rehearsal.Rehearser.rehearse``)."""
+        ...
 
 
 class ThrowPlanner:
@@ -472,10 +474,6 @@ class ThrowPlanner:
                                  candidate_energy(v, radius, self.weights), trajectories.get(a.id), iteration,
                                  has_margin(v, radius, self.problem.clearance_margin_m)))
         return out, outcome
-
-    def feasible(self, candidate: Candidate) -> bool:
-        """A GO with margin."""
-        return candidate.feasible
 
     # -- the iteration
     def initial_state(self) -> PlannerState:

@@ -76,6 +76,7 @@ def point(p: Sequence[float] | None) -> Point:
 
 
 def vector3(v: Sequence[float]) -> Vector3:
+    """A ``geometry_msgs/Vector3`` of three numbers."""
     return Vector3(x=float(v[0]), y=float(v[1]), z=float(v[2]))
 
 
@@ -106,6 +107,7 @@ def time_of(stamp: TimeMsg, clock_type, name: str = "header.stamp") -> Time:
 
 
 def is_zero_stamp(stamp: TimeMsg) -> bool:
+    """True for the stamp 0 (unset)."""
     return stamp.sec == 0 and stamp.nanosec == 0
 
 
@@ -133,6 +135,7 @@ def object_from_msg(m: irp_msg.ObjectState) -> ObjectModel:
 
 
 def obstacle_from_msg(m: irp_msg.Obstacle) -> Obstacle:
+    """The library ``Obstacle`` of a message (validated; ``ValidationError`` names the field)."""
     if not m.name:
         raise ValidationError("must be a non-empty string", "name")
     return Obstacle(m.name, finite_xyz("min", m.min), finite_xyz("max", m.max), m.restitution, m.friction)
@@ -172,6 +175,7 @@ def action_from_msg(m: irp_msg.CandidateAction) -> CandidateAction:
 
 
 def target_from_msg(m: irp_msg.TargetRegion) -> TargetRegion:
+    """The library ``TargetRegion`` of a message (validated; ``ValidationError`` names the field)."""
     mode = TARGET_MODES.get(m.mode)
     if mode is None:
         raise ValidationError(f"must be MODE_FIRST_CONTACT (0) or MODE_REST (1), got {m.mode}", "mode")

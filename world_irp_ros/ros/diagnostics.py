@@ -28,6 +28,7 @@ class RequestStats:
         self.codes: collections.Counter[str] = collections.Counter()
 
     def record(self, latency_ms: float, codes: list[VerdictCode]) -> None:
+        """Count one answered request: its latency and the codes of its verdicts."""
         now = time.monotonic()
         with self._lock:
             self.requests += 1
@@ -36,10 +37,12 @@ class RequestStats:
             self.codes.update(VerdictCode(c).name for c in codes)
 
     def record_plan(self) -> None:
+        """Count one plan goal."""
         with self._lock:
             self.plans += 1
 
     def snapshot(self) -> dict:
+        """Counts, request rate over the last ``RATE_WINDOW_S`` and latency p50/p99 (ms), now."""
         now = time.monotonic()
         with self._lock:
             while self._times and self._times[0] < now - RATE_WINDOW_S:

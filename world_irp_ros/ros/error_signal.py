@@ -3,8 +3,9 @@
 On ``~/executed_actions`` (``ActionExecution``, sent by the motor controller as it acts) the node
 predicts the action's nominal track with what it believes now, records the object's perceived
 track from ``~/object_states`` until it rests (or the horizon passes), then publishes
-``~/prediction_error`` (``PredictionError``) and refits the object's drag coefficient (and
-restitution when it bounced) with ``calibration.calibrate``. The fitted values, with their reduced
+``~/prediction_error`` (``PredictionError``) and refits the parameters the track determines with
+``calibration.calibrate``: after a throw or drop the drag coefficient (and the restitution when it
+bounced), after a push the mass and the friction or rolling resistance. The fitted values, with their reduced
 uncertainty, replace the perceived ones in every later rehearsal of that object, for the life of
 the node, and are saved to ``calibration_file`` when one is set.
 """
@@ -44,6 +45,7 @@ class _Watch:
     model: ObjectModel
     release_s: float
     prediction: object
+    horizon_s: float        # the node's horizon when the action was reported (it may change later)
     t_s: list = field(default_factory=list)
     positions_m: list = field(default_factory=list)
     speeds_mps: list = field(default_factory=list)
@@ -52,11 +54,10 @@ class _Watch:
 class ExecutionMonitor:
     """Watches executed actions for one node; all ROS plumbing goes through ``node``."""
 
-    def __init__(self, node, store: CalibrationStore, calibration_file: str, horizon_s: float, callback_group):
+    def __init__(self, node, store: CalibrationStore, calibration_file: str, callback_group):
         self._node = node
         self.store = store
         self.calibration_file = calibration_file
-        self._horizon_s = horizon_s
         self._lock = threading.Lock()
         self._watches: dict[str, _Watch] = {}
         self._pub = node.create_publisher(irp_msg.PredictionError, "~/prediction_error", qos.VERDICT)
@@ -71,21 +72,22 @@ class ExecutionMonitor:
             if model is None:
                 raise ValueError(f"no usable state of {action.object_id!r} to predict from")
             scene = Scene(self._node.environment(), {model.id: model})
-            request = RehearsalRequest(scene, (action,), Criteria(horizon_s=self._horizon_s))
+            horizon_s = self._node.horizon_s()
+            request = RehearsalRequest(scene, (action,), Criteria(horizon_s=horizon_s))
             prediction = self._node.rehearser().rehearse(request, samples=1).trajectories[0]
         except Exception as err:  # a bad report must not stop the node; say why it is ignored
             self._node.get_logger().error(f"executed action {m.action.id!r} not followed: {err}")
             return
         release_s = m.header.stamp.sec + m.header.stamp.nanosec * 1e-9
         age_s = self._now_s() - release_s
-        if release_s <= 0.0 or not -STAMP_SLACK_S <= age_s <= self._horizon_s:
+        if release_s <= 0.0 or not -STAMP_SLACK_S <= age_s <= horizon_s:
             # A track is matched to the action by its release time: a wrong stamp matches nothing.
-            when = "zero" if release_s <= 0.0 else f"{age_s:.3f} s old, not within the last {self._horizon_s:g} s"
+            when = "zero" if release_s <= 0.0 else f"{age_s:.3f} s old, not within the last {horizon_s:g} s"
             self._node.get_logger().error(f"executed action {action.id!r} not followed: its release stamp is {when}")
             return
         with self._lock:
             replaced = self._watches.get(action.object_id)
-            self._watches[action.object_id] = _Watch(action, model, release_s, prediction)
+            self._watches[action.object_id] = _Watch(action, model, release_s, prediction, horizon_s)
         if replaced is not None:
             self._node.get_logger().warning(f"executed action {replaced.action.id!r} of {action.object_id!r} "
                                             f"not compared: {action.id!r} moved the object before it settled")
@@ -106,7 +108,7 @@ class ExecutionMonitor:
     def _settled(self, w: _Watch) -> bool:
         if not w.t_s:
             return False
-        if w.t_s[-1] >= self._horizon_s:
+        if w.t_s[-1] >= w.horizon_s:
             return True
         t = np.array(w.t_s)
         moving = np.nonzero(np.array(w.speeds_mps) >= SETTLE_SPEED_MPS)[0]
@@ -117,7 +119,7 @@ class ExecutionMonitor:
         with self._lock:
             # Settled, or past the horizon (plus slack for late states) whatever arrived.
             done = [oid for oid, w in self._watches.items()
-                    if self._settled(w) or now_s - w.release_s > self._horizon_s + STAMP_SLACK_S]
+                    if self._settled(w) or now_s - w.release_s > w.horizon_s + STAMP_SLACK_S]
             finished = [self._watches.pop(oid) for oid in done]
         for w in finished:
             try:
@@ -161,7 +163,7 @@ class ExecutionMonitor:
     def _finish(self, w: _Watch) -> None:
         if len(w.t_s) < 3:
             self._node.get_logger().error(f"executed action {w.action.id!r} not compared: {len(w.t_s)} state(s) "
-                                          f"of {w.model.id!r} arrived within the {self._horizon_s:g} s horizon")
+                                          f"of {w.model.id!r} arrived within the {w.horizon_s:g} s horizon")
             return
         t, p = np.array(w.t_s), np.array(w.positions_m).reshape(-1, 3)
         # Samples stamped after the command but taken before the object left the hand's release

@@ -35,6 +35,7 @@ class OncePool(ThreadPoolExecutor):
         self.skipped = 0        # submissions of an already queued callable (for tests)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        """Queue ``fn(*args, **kwargs)`` unless ``fn`` is queued already (then a done future)."""
         key = id(fn)
         with self._queued_lock:
             queued = key in self._queued

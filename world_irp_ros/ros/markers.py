@@ -75,7 +75,7 @@ def rehearsal_markers(*, stamp, frame_id: str, criteria: Criteria | None,
             m.text = z.name
             out.markers.append(m)
     order = sorted(range(len(verdicts)), key=lambda i: (not verdicts[i].chosen, not verdicts[i].go, i))
-    for rank, i in enumerate(order[:MAX_TRACKS]):
+    for i in order[:MAX_TRACKS]:
         traj, v = trajectories[i], verdicts[i]
         if traj is None or len(traj.positions_m) == 0:
             continue

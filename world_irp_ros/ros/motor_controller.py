@@ -26,6 +26,8 @@ from world_irp_ros import msg as irp_msg
 from world_irp_ros.action import PlanAction
 
 from ..calibration import first_contact
+from ..simulation import SimScene
+from .error_signal import RELEASE_MATCH_M, SETTLE_S, SETTLE_SPEED_MPS
 from .executor import Executor
 from .qos import CANDIDATE_ACTIONS, LAPTOP_CONTACTS, OBJECT_STATES
 
@@ -38,11 +40,12 @@ class MotorController(Node):
         p = self.declare_parameter
         self.object_id = str(p("object_id", "pumice").value)
         self.trials = int(p("trials", 10).value)
-        self.target_center = list(p("target_center_m", [3.5, 0.0, 0.0]).value)
-        self.target_radius = float(p("target_radius_m", 0.2).value)
-        self.keep_out_name = str(p("keep_out_name", "laptop").value)
-        self.keep_out_box = list(p("keep_out_box_m", [2.9, 0.15, 0.0, 3.45, 0.6, 0.35]).value)
-        self.release = list(p("release_position_m", [0.3, 0.0, 1.2]).value)
+        demo = SimScene()       # the defaults are the demo world's
+        self.target_center = list(p("target_center_m", list(demo.target.center_m)).value)
+        self.target_radius = float(p("target_radius_m", demo.target.radius_m).value)
+        self.keep_out_name = str(p("keep_out_name", demo.laptop_zone.name).value)
+        self.keep_out_box = list(p("keep_out_box_m", [*demo.laptop_zone.min_m, *demo.laptop_zone.max_m]).value)
+        self.release = list(p("release_position_m", list(demo.release_position_m)).value)
         self.speed_range = list(p("release_speed_range_mps", [2.0, 9.0]).value)
         self.elevation_range = list(p("elevation_range_rad", [0.0, 1.2]).value)
         self.azimuth_range = list(p("azimuth_range_rad", [-0.6, 0.6]).value)
@@ -67,7 +70,6 @@ class MotorController(Node):
                                  callback_group=group)
         self._lock = threading.Lock()
         self._track: list[tuple[float, list[float], float]] | None = None
-        self._latest_stamp = 0.0
         self._errors: dict[str, irp_msg.PredictionError] = {}
         self.laptop_contacts = 0
 
@@ -79,7 +81,6 @@ class MotorController(Node):
             t = o.header.stamp.sec + o.header.stamp.nanosec * 1e-9
             v = o.twist.linear
             with self._lock:
-                self._latest_stamp = t
                 if self._track is not None:
                     self._track.append((t, [o.pose.position.x, o.pose.position.y, o.pose.position.z],
                                         float(np.sqrt(v.x * v.x + v.y * v.y + v.z * v.z))))
@@ -137,9 +138,9 @@ class MotorController(Node):
             time.sleep(0.05)
             with self._lock:
                 track = list(self._track or [])
-            if len(track) > 10 and track[-1][2] < 0.03:
+            if len(track) > 10 and track[-1][2] < SETTLE_SPEED_MPS:
                 still_since = still_since or time.monotonic()
-                if time.monotonic() - still_since > 0.3:
+                if time.monotonic() - still_since > SETTLE_S:
                     break
             else:
                 still_since = None
@@ -225,7 +226,7 @@ class MotorController(Node):
         t = np.array([s - release_s for s, _, _ in track])
         p = np.array([q for _, q, _ in track])
         start = np.array([predicted.positions[0].x, predicted.positions[0].y, predicted.positions[0].z])
-        near = np.nonzero(np.linalg.norm(p - start, axis=1) < 0.3)[0]
+        near = np.nonzero(np.linalg.norm(p - start, axis=1) < RELEASE_MATCH_M)[0]
         if near.size == 0:
             return None
         _, landing = first_contact(t[near[0]:], p[near[0]:], contact.position.z)

@@ -8,6 +8,8 @@ Interfaces (names relative to the node, ``~/``; QoS in ``qos.py``):
   with feedback every iteration, cancellable between iterations).
 - out: ``~/verdict`` (one ``Verdict`` per candidate of every rehearsal, the chosen one flagged),
   ``~/predicted_trajectories``, ``~/markers`` (when ``visualize``), ``/diagnostics``.
+- the error signal (``error_signal.py``): in ``~/executed_actions`` (``ActionExecution``), out
+  ``~/prediction_error`` (``PredictionError``) after the object settled, and recalibration.
 
 Lifecycle: ``on_configure`` creates the backend and warms it up (compilation and a first real
 rehearsal), so the first request pays no start-up cost; ``on_activate`` activates the publishers
@@ -68,7 +70,7 @@ from .executor import Executor
 from . import qos
 from .diagnostics import NodeStatus, RequestStats, diagnostic_array
 from .markers import rehearsal_markers
-from .params import Settings, declare, validate_changes
+from .params import Settings, check_settings, declare, validate_changes
 
 NODE_NAME = "world_irp"
 EXECUTOR_THREADS = 6
@@ -100,6 +102,7 @@ class Gate:
         self.holder = ""
 
     def acquire(self, timeout_s: float, who: str, priority: bool = True) -> bool:
+        """Take the gate for ``who`` within ``timeout_s``; False when it stayed taken."""
         deadline = time.monotonic() + max(0.0, timeout_s)
         with self._cond:
             if priority:
@@ -119,6 +122,7 @@ class Gate:
                     self._cond.notify_all()
 
     def release(self) -> None:
+        """Give the gate back and wake the waiters."""
         with self._cond:
             self._held = False
             self.holder = ""
@@ -206,13 +210,14 @@ class WorldIrpNode(LifecycleNode):
             cancel_callback=lambda _request: CancelResponse.ACCEPT)
         self.create_timer(self._settings.diagnostics_period_s, self._publish_diagnostics,
                           callback_group=self._cg_timer)
-        self._monitor = ExecutionMonitor(self, self._calibration, "", self._settings.horizon_s,
-                                         MutuallyExclusiveCallbackGroup())
+        self._monitor = ExecutionMonitor(self, self._calibration, "", MutuallyExclusiveCallbackGroup())
         self.get_logger().info("world_irp: unconfigured (configure and activate it, or set autostart)")
 
     # ------------------------------------------------------------------ parameters
     def _validate_parameters(self, params) -> SetParametersResult:
         reason = validate_changes(params, configured=self._lifecycle in ("inactive", "active"))
+        if not reason:
+            reason = check_settings(Settings.from_node(self, params))
         if reason:
             self.get_logger().warning(f"parameter change refused: {reason}")
             return SetParametersResult(successful=False, reason=reason)
@@ -244,6 +249,10 @@ class WorldIrpNode(LifecycleNode):
         """The world frame."""
         return self._settings.frame_id
 
+    def horizon_s(self) -> float:
+        """The prediction horizon of requests that do not set one (s)."""
+        return self._settings.horizon_s
+
     def current_model(self, object_id: str) -> ObjectModel | None:
         """The latest valid (calibrated) model of an object, whatever its age."""
         with self._states_lock:
@@ -255,6 +264,9 @@ class WorldIrpNode(LifecycleNode):
         s = self._settings
         start = time.perf_counter()
         try:
+            problem = check_settings(s)       # parameters from a file were never checked together
+            if problem:
+                raise ValueError(problem)
             self._obstacles = s.obstacles()
             self._calibration = (CalibrationStore.load(s.calibration_file)
                                  if s.calibration_file and Path(s.calibration_file).is_file() else CalibrationStore())
@@ -309,8 +321,8 @@ class WorldIrpNode(LifecycleNode):
                     request = RehearsalRequest(Scene(env, {"warmup": obj}), actions[:n_actions], criteria,
                                                request_id="warmup")
                     outcome = rehearser.rehearse(request, samples=samples)
-                    failed = [v for v in outcome.verdicts if v.code == VerdictCode.NO_GO_BACKEND_ERROR]
-                    if failed:  # a backend that cannot rehearse the warm-up scene must not go active
+                    failed = [v for v in outcome.verdicts if v.code in PROBLEM_CODES]
+                    if failed:  # a node that cannot rehearse the warm-up scene must not go active
                         raise BackendError(f"warm-up rehearsal failed: {'; '.join(failed[0].reasons)}")
         stamp = self.get_clock().now().to_msg()
         for v, t in zip(outcome.verdicts, outcome.trajectories):
@@ -362,6 +374,7 @@ class WorldIrpNode(LifecycleNode):
 
     @property
     def lifecycle_state(self) -> str:
+        """"unconfigured", "inactive", "active" or "finalized"."""
         return self._lifecycle
 
     def stop_requests(self) -> None:

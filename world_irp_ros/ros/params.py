@@ -17,8 +17,9 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
-from ..backends import DEVICES, REGISTRY
+from ..backends import DEVICES, NAMES
 from ..errors import ValidationError
+from ..physics.model import max_step_s
 from ..scene import Obstacle, field_prefix
 
 BUSY_POLICIES = ("wait", "reject")
@@ -43,18 +44,9 @@ class Spec:
     needs_reconfigure: bool = False
 
 
-# Backend names the node knows of; configure also needs the name in the backend REGISTRY (a
-# backend whose module is missing fails configure with its reason, it is never faked).
-KNOWN_BACKENDS = ("analytic", "pybullet", "learned")
-
-
-def _backends() -> Sequence[str]:
-    return tuple(dict.fromkeys((*KNOWN_BACKENDS, *sorted(REGISTRY))))
-
-
 SPECS: tuple[Spec, ...] = (
     Spec("backend", "analytic", "Forward model rehearsals run on. Takes effect at configure, "
-         "which fails (with the reason) unless the backend is registered and loads.", choices=_backends, needs_reconfigure=True),
+         "which fails (with the reason) unless the backend is registered and loads.", choices=lambda: NAMES, needs_reconfigure=True),
     Spec("device", "auto", "Where the backend runs: auto (cuda when available), cpu or cuda. "
          "Takes effect at configure.", choices=lambda: DEVICES, needs_reconfigure=True),
     Spec("horizon_s", 3.0, "Prediction horizon (s) when a request's criteria.horizon_s is 0.",
@@ -136,7 +128,8 @@ def descriptor(spec: Spec) -> ParameterDescriptor:
     elif spec.name == "gravity_mps2":
         d.additional_constraints = "3 finite numbers, z < 0"
     if spec.needs_reconfigure:
-        d.additional_constraints += "; only changeable while unconfigured"
+        d.additional_constraints = "; ".join(filter(None, (d.additional_constraints,
+                                                           "only changeable while unconfigured")))
     return d
 
 
@@ -179,6 +172,15 @@ def validate_changes(params: Iterable[Parameter], configured: bool) -> str | Non
         if spec is not None and spec.needs_reconfigure and configured:
             return (f"{p.name} only takes effect at configure: deactivate and clean up the node "
                     f"first, then set it and configure again")
+    return None
+
+
+def check_settings(settings: "Settings") -> str | None:
+    """The reason a whole set of parameters is refused, for rules across parameters; else None."""
+    dt_max = max_step_s(settings.gravity_mps2[2])
+    if settings.dt_s > dt_max:
+        return (f"dt_s {settings.dt_s:g} s is longer than the shortest hop under gravity_mps2 z "
+                f"{settings.gravity_mps2[2]:g}, 2 V_BOUNCE_STOP / |g_z| = {dt_max:g} s")
     return None
 
 

@@ -83,6 +83,7 @@ class WorldSimNode(Node):
         self.get_logger().info(f"executed {action.type} {action.id!r} of {action.object_id!r}")
 
     def destroy_node(self) -> None:
+        """Disconnect the simulated world, then destroy the node."""
         self.world.close()
         super().destroy_node()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli.common import InputError, bounded, find_config, output_folder
+from .common import InputError, bounded, find_config, output_folder
 
 # world_irp perceives what the simulator publishes.
 SIM_STATES = "/world_sim/object_states"
@@ -48,24 +48,27 @@ def run(trials: int, out_dir: Path, timeout_s: float) -> dict:
     calibration_file = out_dir / "calibration.json"
     calibration_file.unlink(missing_ok=True)
     demo_params = str(find_config("sim_demo.yaml"))
-    procs = [
-        start_process("world_sim", ["--params-file", demo_params], out_dir / "world_sim.log"),
-        start_process("world_irp", ["--params-file", str(find_config("world_irp.yaml")), "--params-file", demo_params,
-                             "-p", f"calibration_file:={calibration_file}",
-                             "-r", f"/world_irp/object_states:={SIM_STATES}"], out_dir / "world_irp.log"),
-    ]
-    controller = start_process("motor_controller", ["--params-file", demo_params, "-p", f"trials:={trials}",
-                                             "-p", f"summary_file:={summary_file}"], out_dir / "motor_controller.log")
+    irp_params = str(find_config("world_irp.yaml"))
+    procs: list[subprocess.Popen] = []       # every one started is stopped, whatever fails
     try:
+        procs.append(start_process("world_sim", ["--params-file", demo_params], out_dir / "world_sim.log"))
+        procs.append(start_process("world_irp", ["--params-file", irp_params, "--params-file", demo_params,
+                                                 "-p", f"calibration_file:={calibration_file}",
+                                                 "-r", f"/world_irp/object_states:={SIM_STATES}"],
+                                   out_dir / "world_irp.log"))
+        controller = start_process("motor_controller", ["--params-file", demo_params, "-p", f"trials:={trials}",
+                                                        "-p", f"summary_file:={summary_file}"],
+                                   out_dir / "motor_controller.log")
+        procs.append(controller)
         deadline = time.monotonic() + timeout_s
         while controller.poll() is None:
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs if p is not controller):
                 raise RuntimeError("the closed loop did not finish: see the logs in " + str(out_dir))
             time.sleep(0.2)
         if controller.returncode != 0 or not summary_file.is_file():
             raise RuntimeError(f"motor_controller exited {controller.returncode}: see {out_dir}/motor_controller.log")
     finally:
-        for p in [controller, *procs]:
+        for p in reversed(procs):       # the controller first
             stop_process(p)
     return json.loads(summary_file.read_text())
 
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(str(err), file=sys.stderr)
         return 1
-    except RuntimeError as err:
+    except (RuntimeError, OSError) as err:     # a node that failed, a config file or program not found
         print(f"closed loop failed: {err}", file=sys.stderr)
         return 1
     plot(summary, args.out / "closed_loop.png")
