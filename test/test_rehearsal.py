@@ -361,3 +361,75 @@ def test_each_track_has_its_own_events_as_if_rehearsed_alone(analytic):
         assert together.trajectories[k].final_position_m == alone.trajectories[0].final_position_m
         assert ({**together.verdicts[k].to_dict(), "chosen": None}
                 == {**alone.verdicts[0].to_dict(), "chosen": None})
+
+
+def test_a_hop_through_a_thin_wall_is_never_go(analytic):
+    """A hop landing millimetres before a 5 cm wall tunnels through it in the model and rests
+    behind it, inside the target; the samples lie on both sides of the wall, none in it: the
+    track between them is tested, and the candidate is NO_GO_BACKEND_ERROR, not GO."""
+    from world_irp_ros.scene import parse_request
+
+    req = parse_request({
+        "environment": {"air_density": 0.0, "obstacles": [{"name": "wall", "min": [1.0, -1.0, 0.0],
+                                                           "max": [1.05, 1.0, 0.5]}]},
+        "objects": [{"id": "ball", "shape": "sphere", "radius": 0.03, "mass": 0.2, "restitution": 0.3,
+                     "rolling_resistance": 0.3, "position": [0, 0, 0.03]}],
+        "actions": [{"id": "hop", "type": "throw", "object_id": "ball", "release_position": [0.6672, 0.0, 0.08],
+                     "release_velocity": [3.0, 0.0, 0.0]}],
+        "criteria": {"target": {"center": [1.75, 0.0, 0.0], "radius": 0.5, "mode": "rest"}}, "horizon_s": 3.0})
+    [verdict] = Rehearser(analytic).rehearse(req).verdicts
+    assert verdict.code == VerdictCode.NO_GO_BACKEND_ERROR and "passes through obstacle 'wall'" in verdict.reasons[0]
+
+
+def test_a_candidate_is_judged_the_same_whatever_else_is_in_the_request(analytic):
+    """With uncertainty, every candidate sees the same sampled disturbances (common random
+    numbers): twins get the same verdict, and a candidate alone the one it gets in company."""
+    from world_irp_ros.scene import parse_request
+
+    def request(velocities):
+        return parse_request({
+            "objects": [{"id": "stone", "shape": "sphere", "radius": 0.03, "mass": 0.2, "position": [0, 0, 1.2],
+                         "uncertainty": {"position_std": [0.003] * 3, "velocity_std": [0.03] * 3}}],
+            "actions": [{"id": f"a{i}", "type": "throw", "object_id": "stone", "release_velocity": v}
+                        for i, v in enumerate(velocities)],
+            "criteria": {"target": {"center": [2.2, -0.2, 0.0], "radius": 0.15}},
+            "samples": 32, "seed": 7})
+
+    throw = [3.46, -0.33, 1.0]
+    alone = Rehearser(analytic).rehearse(request([throw])).verdicts[0]
+    crowd = Rehearser(analytic).rehearse(request([[3.0, 0.0, 2.0], throw, throw, [4.0, 0.5, 1.0]])).verdicts
+    assert crowd[1].success_probability == crowd[2].success_probability == alone.success_probability
+    assert 0.0 < alone.success_probability < 1.0          # the spread matters for this throw
+    assert crowd[1].code == crowd[2].code == alone.code
+
+
+def test_a_motion_starting_after_the_horizon_is_not_rehearsed_into_a_go(analytic):
+    from world_irp_ros.scene import parse_request
+
+    req = parse_request({
+        "objects": [{"id": "stone", "shape": "sphere", "radius": 0.03, "mass": 0.2, "position": [0, 0, 1.2]}],
+        "actions": [{"id": f"after{d}", "type": "throw", "object_id": "stone", "release_velocity": [3.6, 0, 2.1],
+                     "start_delay_s": d} for d in (1.9, 2.0, 2.5)],
+        "criteria": {"keep_out": [{"name": "laptop", "min": [2.05, -0.3, 0.75], "max": [2.45, 0.3, 1.05]}]},
+        "horizon_s": 2.0})
+    soon, at, after = Rehearser(analytic).rehearse(req).verdicts
+    assert soon.go and "still moving at its end" in soon.reasons[0]
+    for v in (at, after):
+        assert v.code == VerdictCode.NO_GO_INVALID_REQUEST and "none of its motion would be rehearsed" in v.reasons[0]
+
+
+def test_drag_too_strong_for_the_step_is_never_go(analytic):
+    """A balloon (k = 10 1/m) batted at 15 m/s: RK4 at 1/60 s is unstable there (dt k |v| = 2.5)
+    and predicted it flying backwards, clear of the vase it hits. Such a candidate is
+    NO_GO_BACKEND_ERROR with the reason; a gentle tap of the same balloon is judged."""
+    from world_irp_ros.scene import parse_request
+
+    req = parse_request({
+        "objects": [{"id": "balloon", "shape": "sphere", "radius": 0.15, "mass": 0.002, "position": [0, 0, 1.0]}],
+        "actions": [{"id": "bat", "type": "throw", "object_id": "balloon", "release_velocity": [15.0, 0, 1.0]},
+                    {"id": "tap", "type": "throw", "object_id": "balloon", "release_velocity": [0.5, 0, 0.5]}],
+        "criteria": {"keep_out": [{"name": "vase", "min": [0.3, -0.3, 0.0], "max": [0.6, 0.3, 1.5]}]},
+        "horizon_s": 3.0})
+    bat, tap = Rehearser(analytic).rehearse(req).verdicts
+    assert bat.code == VerdictCode.NO_GO_BACKEND_ERROR and "drag too strong for the integration step" in bat.reasons[0]
+    assert tap.code != VerdictCode.NO_GO_BACKEND_ERROR, tap.reasons

@@ -71,7 +71,8 @@ class RehearsalOutcome:
 def build_batch(request: RehearsalRequest, samples: int, dt_s: float = DEFAULT_DT_S,
                 sample_dt_s: float = DEFAULT_SAMPLE_DT_S) -> RolloutBatch:
     """The rollout batch of ``samples x len(actions)`` (rollout ``s * C + c``); sample 0 is
-    nominal, the others draw the object's and the action's noise from ``request.seed``."""
+    nominal, the others draw the object's and the action's noise from ``request.seed``, the same
+    draws for every candidate."""
     scene, env = request.scene, request.scene.environment
     actions = request.actions
     c_count = len(actions)
@@ -105,8 +106,11 @@ def build_batch(request: RehearsalRequest, samples: int, dt_s: float = DEFAULT_D
     drag_std = per_object([o.uncertainty.drag_rel_std for o in models])
     rest_std = per_object([o.uncertainty.restitution_std for o in models])
 
+    # Common random numbers: sample s draws the same standard normals for every candidate (scaled
+    # by each one's spreads), so a candidate's verdict does not depend on which others share the
+    # request, and candidates are compared under the same disturbances.
     rng = np.random.default_rng(request.seed)
-    noise = rng.standard_normal((9, samples, c_count))
+    noise = rng.standard_normal((9, samples, 1))
     noise[:, 0, :] = 0.0  # sample 0: the nominal prediction
     # Mass and drag spreads are clipped so a sample never gets a non-physical value.
     m = mass * np.clip(1.0 + mass_std * noise[6], 0.5, 1.5)
@@ -206,6 +210,14 @@ def impossible_releases(environment: Environment, release_m: np.ndarray) -> list
                      f"centre {held[c]}") for c in np.flatnonzero(held != "")]
 
 
+def late_starts(batch: RolloutBatch, candidates: int) -> list[tuple[int, str]]:
+    """Candidates whose motion starts at or after the horizon, with the reason: none of it would be
+    rehearsed, and a candidate nothing was learnt about must not pass for GO."""
+    start = batch.release_time_s[:candidates]
+    return [(int(c), f"start_delay_s {start[c]:g} s is not before the horizon {batch.horizon_s:g} s: none of "
+                     "its motion would be rehearsed") for c in np.flatnonzero(start >= batch.horizon_s)]
+
+
 # A nominal track whose centre gets this deep into an obstacle's box went through it: a contact
 # keeps the centre at least the object's half extent away from the box.
 PASS_THROUGH_M = 0.005
@@ -214,15 +226,34 @@ PASS_THROUGH_M = 0.005
 def tracks_through_obstacles(environment: Environment, result: RolloutResult, candidates: int) -> list[tuple[int, str]]:
     """Candidates whose nominal track takes the object's centre into an obstacle, with the reason:
     a contact the model missed (docs/physics.md, "Known limitations"), whose prediction must not
-    be judged as if the obstacle were not there. (The centre, not the object's box: PyBullet's
-    ball rounding a table's edge legitimately passes through the corner of the box grown by its
-    radius, and sinks millimetres into surfaces.)"""
-    pos = result.positions_m[:, :, :candidates]                      # (T, 3, C)
+    be judged as if the obstacle were not there. The straight lines between samples are tested,
+    not only the samples: a thin wall lies between two of them. (The centre, not the object's box:
+    PyBullet's ball rounding a table's edge legitimately passes through the corner of the box
+    grown by its radius, and sinks millimetres into surfaces.)"""
+    # Candidate-major: the backends store samples rollout by rollout, so this view is contiguous.
+    pos = result.positions_m[:, :, :candidates].transpose(2, 0, 1)   # (C, T, 3)
+    a, b = pos[:, :-1], pos[:, 1:]                                   # segments (C, T-1, 3)
+    seg_lo, seg_hi = np.minimum(a, b), np.maximum(a, b)
     problems: dict[int, str] = {}
     for ob in environment.obstacles:
-        lo = np.array(ob.min_m)[None, :, None] + PASS_THROUGH_M
-        hi = np.array(ob.max_m)[None, :, None] - PASS_THROUGH_M
-        for c in np.flatnonzero(np.all((pos > lo) & (pos < hi), axis=1).any(axis=0)):
+        box_lo = np.array(ob.min_m) + PASS_THROUGH_M
+        box_hi = np.array(ob.max_m) - PASS_THROUGH_M
+        # Segments whose bounding box meets the box (axis by axis: (C, T-1) masks, no (C, T-1, 3)
+        # temporaries), then the exact test on those few (slabs).
+        near = (seg_hi[..., 0] > box_lo[0]) & (seg_lo[..., 0] < box_hi[0])
+        for k in (1, 2):
+            near &= (seg_hi[..., k] > box_lo[k]) & (seg_lo[..., k] < box_hi[k])
+        c_idx, t_idx = np.nonzero(near)
+        if c_idx.size == 0:
+            continue
+        p0, d = a[c_idx, t_idx], b[c_idx, t_idx] - a[c_idx, t_idx]       # (M, 3)
+        moving = d != 0.0
+        safe = np.where(moving, d, 1.0)
+        t0, t1 = (box_lo - p0) / safe, (box_hi - p0) / safe
+        # An axis without motion: the bounding-box test above already put it inside the slab.
+        enter = np.where(moving, np.minimum(t0, t1), -np.inf).max(axis=1)
+        leave = np.where(moving, np.maximum(t0, t1), np.inf).min(axis=1)
+        for c in np.unique(c_idx[(enter < leave) & (enter < 1.0) & (leave > 0.0)]):
             problems.setdefault(int(c), f"the predicted track passes through obstacle {ob.name!r}: the model "
                                         "missed a contact there, so the prediction cannot be trusted")
     return sorted(problems.items())
@@ -292,7 +323,7 @@ class Rehearser:
         env = request.scene.environment
         for c, reason in tracks_through_obstacles(env, result, len(ids)):
             verdicts[c] = no_go(ids[c], VerdictCode.NO_GO_BACKEND_ERROR, reason)
-        for c, reason in impossible_releases(env, batch.position_m[:, :len(ids)]):
+        for c, reason in impossible_releases(env, batch.position_m[:, :len(ids)]) + late_starts(batch, len(ids)):
             verdicts[c] = no_go(ids[c], VerdictCode.NO_GO_INVALID_REQUEST, reason)
         for v in verdicts:
             v.reasons.extend(notes)

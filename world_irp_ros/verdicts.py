@@ -187,7 +187,7 @@ def judge(action_ids: list[str], result: RolloutResult, half_height_m: np.ndarra
                 reasons.append(_miss_reason(criteria, lands[c], at_rest[c], miss[c], judged_z[c]))
         else:
             code = VerdictCode.GO
-            reasons.append(_go_reason(criteria, miss[c], landing_time[c]))
+            reasons.append(_go_reason(criteria, miss[c], landing_time[c], at_rest[c]))
         reasons.append(f"P(success)={p_success[c]:.2f}, P(collision)={p_collision[c]:.2f} over {samples} sample(s)")
         verdicts.append(Verdict(
             action_id, code, reasons, p_success[c], p_collision[c], lands[c],
@@ -211,10 +211,11 @@ def _miss_reason(criteria: Criteria, lands: bool, at_rest: bool, miss_m: float, 
     return f"{where} at height {judged_z_m:.3f} m, outside the target's height tolerance"
 
 
-def _go_reason(criteria: Criteria, miss_m: float, landing_time_s: float) -> str:
+def _go_reason(criteria: Criteria, miss_m: float, landing_time_s: float, at_rest: bool) -> str:
     target = criteria.target
-    if target is None:
-        return "stays clear of every keep-out zone"
+    if target is None:       # judged within the horizon only: say so when the motion goes on
+        return "stays clear of every keep-out zone" + (
+            "" if at_rest else f" within the {criteria.horizon_s:g} s horizon, still moving at its end")
     if target.mode == "rest":
         return f"comes to rest {miss_m:.3f} m from the target centre (radius {target.radius_m:.3f} m)"
     return (f"lands {miss_m:.3f} m from the target centre (radius {target.radius_m:.3f} m) "

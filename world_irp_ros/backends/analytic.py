@@ -227,9 +227,25 @@ def finish(prep: dict[str, Any], o: dict[str, np.ndarray]) -> RolloutResult:
     # Rollouts that could not be computed are marked, not raised, so one of them does not sink the
     # batch: too many events inside one step (status), or numbers that broke down.
     result.mark_failed(o["status"] != 0.0, f"more than {MAX_SEGMENTS} events inside one integration step")
+    stiff = _drag_step(prep) > MAX_DRAG_STEP
+    result.mark_failed(stiff, f"drag too strong for the integration step: dt k |v| > {MAX_DRAG_STEP} (use a smaller dt_s)")
     n_checked = sum(a.size for a in (result.final_position_m, pos[-1], vel[-1], result.keep_out_clearance_m))
     result.mark_non_finite(_pooled("checks", (n_checked,)))
     return result
+
+
+# RK4 integrates the drag deceleration k |v| v accurately while dt k |v| stays small: measured
+# against dt = 1/2400 s, the landing error is 0.2 mm at 0.25, 2 mm at 0.5 (the accuracy target),
+# 4 cm at 1 and metres (unstable) from 2.5 -- a balloon batted at 15 m/s reaches 2.5 at 1/60 s.
+MAX_DRAG_STEP = 0.5
+
+
+def _drag_step(prep: dict[str, Any]) -> np.ndarray:
+    """(N,) the largest dt k |v| of each rollout: at its release speed (drag only slows it), or at
+    its terminal speed sqrt(|g_z| / k) (where gravity speeds it up to)."""
+    k = prep["kdrag"]
+    speed = np.sqrt((prep["vel0"] ** 2).sum(axis=0))
+    return prep["dt"] * np.maximum(k * speed, np.sqrt(k * abs(float(prep["gravity"][2]))))
 
 
 def _tiny_batch(n: int) -> RolloutBatch:
