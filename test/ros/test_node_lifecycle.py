@@ -5,6 +5,8 @@ The node starts without autostart, i.e. unconfigured. The tests run in order (on
 """
 from __future__ import annotations
 
+import time
+
 import pytest
 
 pytestmark = pytest.mark.ros
@@ -90,9 +92,22 @@ def test_activate_then_go(client):
 
 
 def test_deactivate_then_not_active(client):
+    """A request still being rehearsed when the node is deactivated is answered NO_GO_NOT_ACTIVE,
+    never with the GOs it was heading for; then every entry point says not active."""
+    from world_irp_ros.srv import RehearseActions
+
+    saved = {name: client.get_param(name) for name in ("deadline_ms", "state_timeout_s")}
+    assert all(r.successful for r in client.set_params(deadline_ms=60000.0, state_timeout_s=60.0))
+    request = RehearseActions.Request(candidates=[client.drop(f"d{i}") for i in range(1024)],
+                                      criteria=client.criteria(), num_samples=64)
+    pending = client.rehearse_client.call_async(request)      # 65,536 rollouts, packed: about a second
+    time.sleep(0.2)                                           # under way
     assert client.change_state("deactivate")
     assert client.state() == "inactive"
+    resp = client.wait_future(pending, what="the answer of the request in flight")
+    assert set(codes(resp)) == {"NO_GO_NOT_ACTIVE"}, set(codes(resp))
     assert_not_active(client, "inactive")
+    client.set_params(**saved)
 
 
 def test_cleanup_releases_and_reconfigure_works(client):

@@ -158,6 +158,9 @@ class Answer:
     problems: list[tuple[VerdictCode, str]] = field(default_factory=list)
     trajectory_msgs: list | None = None   # built once, shared by the response and the topic
     verdict_msgs: list | None = None
+    # The parameters the request is judged with, read once: a change arriving meanwhile must not
+    # mix (one parameter's old value with another's new one).
+    settings: Settings | None = None
 
 
 class WorldIrpNode(LifecycleNode):
@@ -230,8 +233,8 @@ class WorldIrpNode(LifecycleNode):
             rehearser.dt_s = self._settings.dt_s
         self.get_logger().info("parameters set: " + ", ".join(f"{p.name}={p.value!r}" for p in params))
 
-    def _environment(self) -> Environment:
-        s = self._settings
+    def _environment(self, s: Settings | None = None) -> Environment:
+        s = s or self._settings
         return Environment(s.gravity_mps2, s.air_density_kgpm3, s.ground_height_m, obstacles=self._obstacles)
 
     # Used by the error signal (error_signal.ExecutionMonitor).
@@ -480,7 +483,7 @@ class WorldIrpNode(LifecycleNode):
         rehearser = self._rehearser
         ids = [c.id for c in candidates]
         answer = Answer(request_id, stamp, [], [None] * len(ids), [None] * len(ids),
-                        [c.object_id for c in candidates], gravity_z=s.gravity_mps2[2])
+                        [c.object_id for c in candidates], gravity_z=s.gravity_mps2[2], settings=s)
         if rehearser is not None:
             answer.backend, answer.device = rehearser.backend.name, rehearser.backend.device
 
@@ -518,7 +521,7 @@ class WorldIrpNode(LifecycleNode):
             return reject_all(VerdictCode.NO_GO_INVALID_REQUEST, f"criteria.{err}")
         answer.criteria = criteria
 
-        environment = self._environment()
+        environment = self._environment(s)
         scene_objects: dict[str, ObjectModel] | None = None
         if override is not None:
             objects_msg, env_msg = override
@@ -593,7 +596,7 @@ class WorldIrpNode(LifecycleNode):
                        criteria: Criteria, num_samples: int, request_id: str, receipt: float,
                        answer: Answer) -> tuple[list[Verdict], list[Trajectory]]:
         """One rehearsal of validated actions under the busy rule and the deadline."""
-        s = self._settings
+        s = answer.settings
         ids = [a.id for a in actions]
 
         def fail(code: VerdictCode, reason: str):
@@ -645,6 +648,9 @@ class WorldIrpNode(LifecycleNode):
             # Carries the latency up to here (packing the verdicts of 1024 candidates: ~10 ms).
             answer.latency_ms = (time.perf_counter() - receipt) * 1e3
             self._verdict_msgs(answer)
+        if not self._active:      # deactivated, cleaned up or shut down while this was rehearsed
+            self._replace_judged(answer, VerdictCode.NO_GO_NOT_ACTIVE,
+                                 f"the node became {self._lifecycle} before the answer was ready")
         self._hold_to_deadline(answer, receipt)
         latency_ms = (time.perf_counter() - receipt) * 1e3
         answer.latency_ms = latency_ms
@@ -660,17 +666,24 @@ class WorldIrpNode(LifecycleNode):
         """Replace every judged outcome by NO_GO_DEADLINE when the answer, packed, is later than
         ``deadline_ms``: packing large requests takes as long as rehearsing them. Verdicts that
         report a problem of the request itself keep their code."""
-        s = self._settings
+        deadline_ms = (answer.settings or self._settings).deadline_ms
         total_ms = (time.perf_counter() - receipt) * 1e3
+        if total_ms > deadline_ms:
+            self._replace_judged(answer, VerdictCode.NO_GO_DEADLINE,
+                                 f"answer ready {total_ms:.1f} ms after receipt, over the {deadline_ms:g} ms deadline")
+
+    @staticmethod
+    def _replace_judged(answer: Answer, code: VerdictCode, reason: str) -> None:
+        """Every judged outcome of ``answer`` becomes NO-GO ``code``; verdicts that report a
+        problem of the request itself keep theirs."""
         judged = [i for i, v in enumerate(answer.verdicts) if v.code not in PROBLEM_CODES]
-        if total_ms <= s.deadline_ms or not judged:
+        if not judged:
             return
-        reason = f"answer ready {total_ms:.1f} ms after receipt, over the {s.deadline_ms:g} ms deadline"
         for i in judged:
-            answer.verdicts[i] = no_go(answer.verdicts[i].action_id, VerdictCode.NO_GO_DEADLINE, reason)
+            answer.verdicts[i] = no_go(answer.verdicts[i].action_id, code, reason)
         answer.best_index = -1
         answer.verdict_msgs = None
-        answer.problems.append((VerdictCode.NO_GO_DEADLINE, reason))
+        answer.problems.append((code, reason))
 
     def _publish(self, answer: Answer, latency_ms: float) -> None:
         # Converting a message costs time whether or not anyone listens (about 0.1 ms per
