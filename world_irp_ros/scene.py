@@ -436,7 +436,6 @@ class RehearsalRequest:
         return 1 if self.is_deterministic else DEFAULT_SAMPLES
 
 
-
 # ------------------------------------------------------------------------------- JSON parsing
 def _take(data: Any, name: str, required: tuple[str, ...], optional: tuple[str, ...]) -> dict:
     if not isinstance(data, Mapping):

@@ -1,8 +1,9 @@
 """The contract of ``backends.base`` checked on every registered backend.
 
 Parametrised over ``world_irp_ros.backends.REGISTRY`` (a backend added there gets these tests
-too) and the analytic backend's torch engine, the one its CUDA path runs. A backend that cannot be created here (missing dependency, no device) is skipped and the
-reason is shown in the test summary.
+too) and the analytic backend's torch engine, the one its CUDA path runs. A backend that cannot
+be created here (missing dependency, no device) is skipped and the reason is shown in the test
+summary.
 """
 from __future__ import annotations
 

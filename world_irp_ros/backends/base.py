@@ -8,7 +8,7 @@ A rehearsal of C candidates with S uncertainty samples is one batch of N = S * C
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -145,15 +145,14 @@ class RolloutResult:
         self.failed = rows.copy() if self.failed is None else self.failed | rows
         self.failure = f"{self.failure}; {why}" if self.failure else why
 
-    def mark_non_finite(self, scratch: np.ndarray | None = None) -> None:
+    def mark_non_finite(self, buffer: Callable[[int], np.ndarray] = np.empty) -> None:
         """Mark the rollouts whose numbers broke down (non-finite) as failed. Such a number never
         recovers, so it shows at the end: the final position, the last sample and the clearances
-        are checked, in one pass when all is well (``scratch``: an optional reusable buffer of
-        their total size)."""
+        are checked, in one pass when all is well (over ``buffer(size)``, a float64 array: a
+        backend may hand out a reused one)."""
         checks = (self.final_position_m, self.positions_m[-1], self.velocities_mps[-1], self.keep_out_clearance_m)
-        if scratch is None:
-            scratch = np.empty(sum(c.size for c in checks))
-        if np.isfinite(np.concatenate(checks, axis=None, out=scratch)).all():
+        flat = buffer(sum(c.size for c in checks))
+        if np.isfinite(np.concatenate(checks, axis=None, out=flat)).all():
             return
         finite = np.all([np.isfinite(c.reshape(-1, c.shape[-1])).all(axis=0) for c in checks], axis=0)
         self.mark_failed(~finite, "its numbers broke down (non-finite)")

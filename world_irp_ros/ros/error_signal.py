@@ -5,9 +5,9 @@ predicts the action's nominal track with what it believes now, records the objec
 track from ``~/object_states`` until it rests (or the horizon passes), then publishes
 ``~/prediction_error`` (``PredictionError``) and refits the parameters the track determines with
 ``calibration.calibrate``: after a throw or drop the drag coefficient (and the restitution when it
-bounced), after a push the mass and the friction or rolling resistance. The fitted values, with their reduced
-uncertainty, replace the perceived ones in every later rehearsal of that object, for the life of
-the node, and are saved to ``calibration_file`` when one is set.
+bounced), after a push the mass and the friction or rolling resistance. The fitted values, with
+their reduced uncertainty, replace the perceived ones in every later rehearsal of that object,
+for the life of the node, and are saved to ``calibration_file`` when one is set.
 """
 from __future__ import annotations
 

@@ -46,7 +46,8 @@ class Spec:
 
 SPECS: tuple[Spec, ...] = (
     Spec("backend", "analytic", "Forward model rehearsals run on. Takes effect at configure, "
-         "which fails (with the reason) unless the backend is registered and loads.", choices=lambda: NAMES, needs_reconfigure=True),
+         "which fails (with the reason) unless the backend is registered and loads.", choices=lambda: NAMES,
+         needs_reconfigure=True),
     Spec("device", "auto", "Where the backend runs: auto (cuda when available), cpu or cuda. "
          "Takes effect at configure.", choices=lambda: DEVICES, needs_reconfigure=True),
     Spec("horizon_s", 3.0, "Prediction horizon (s) when a request's criteria.horizon_s is 0.",
